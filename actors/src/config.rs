@@ -1,0 +1,159 @@
+//! Settings: clap flags, each also an environment variable and a key of the
+//! TOML config file. Precedence: flag > env > file > built-in default.
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "earshot", version, about = "Earshot: SIPREC recording and live speech analytics engine")]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, env = "EARSHOT_CONFIG", default_value = "config/default.toml")]
+    pub config: PathBuf,
+    /// SIP listen address (UDP and TCP).
+    #[arg(long, env = "EARSHOT_SIP_LISTEN")]
+    pub sip_listen: Option<SocketAddr>,
+    /// HTTP listen address (REST and WebSocket).
+    #[arg(long, env = "EARSHOT_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// RTP port range LO-HI.
+    #[arg(long, env = "EARSHOT_RTP_PORTS")]
+    pub rtp_ports: Option<String>,
+    /// Address put in SDP answers.
+    #[arg(long, env = "EARSHOT_MEDIA_IP")]
+    pub media_ip: Option<IpAddr>,
+    /// Data directory (sessions store, recordings).
+    #[arg(long, env = "EARSHOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Most live calls; more get 503.
+    #[arg(long, env = "EARSHOT_MAX_CALLS")]
+    pub max_calls: Option<usize>,
+    /// Delay before the 200 OK to an INVITE, in milliseconds.
+    #[arg(long, env = "EARSHOT_ANSWER_DELAY_MS")]
+    pub answer_delay_ms: Option<u64>,
+}
+
+/// Keys of the config file (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub sip_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub rtp_ports: Option<String>,
+    pub media_ip: Option<IpAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub max_calls: Option<usize>,
+    pub answer_delay_ms: Option<u64>,
+}
+
+/// The merged settings the engine runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sip_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub rtp_ports: (u16, u16),
+    pub media_ip: IpAddr,
+    pub data_dir: PathBuf,
+    pub max_calls: usize,
+    pub answer_delay_ms: u64,
+}
+
+impl Settings {
+    /// Merge flags/env with the config file. A missing file is an error only
+    /// when it was named explicitly (not the default path).
+    pub fn load(cli: Cli) -> anyhow::Result<Settings> {
+        let file = match std::fs::read_to_string(&cli.config) {
+            Ok(text) => toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("config file {}", cli.config.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                && cli.config == PathBuf::from("config/default.toml") =>
+            {
+                FileConfig::default()
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("config file {}", cli.config.display()))
+            }
+        };
+        let sip_listen = cli
+            .sip_listen
+            .or(file.sip_listen)
+            .unwrap_or_else(|| "0.0.0.0:5060".parse().expect("literal"));
+        let http_listen = cli
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| "0.0.0.0:8123".parse().expect("literal"));
+        let ports = cli
+            .rtp_ports
+            .or(file.rtp_ports)
+            .unwrap_or_else(|| "40000-49999".into());
+        let rtp_ports = earshot::ports::parse_range(&ports).context("rtp_ports")?;
+        let media_ip = match cli.media_ip.or(file.media_ip) {
+            Some(ip) => ip,
+            None if !sip_listen.ip().is_unspecified() => sip_listen.ip(),
+            None => {
+                tracing::warn!(
+                    "no media_ip set and SIP listens on {}: SDP answers will say 127.0.0.1; set --media-ip for real SBCs",
+                    sip_listen
+                );
+                IpAddr::from([127, 0, 0, 1])
+            }
+        };
+        Ok(Settings {
+            sip_listen,
+            http_listen,
+            rtp_ports,
+            media_ip,
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            max_calls: cli.max_calls.or(file.max_calls).unwrap_or(2000),
+            answer_delay_ms: cli.answer_delay_ms.or(file.answer_delay_ms).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["earshot"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "sip_listen = \"127.0.0.1:5070\"\nmax_calls = 7\n").unwrap();
+        let s = Settings::load(cli(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--max-calls",
+            "9",
+            "--rtp-ports",
+            "30000-30100",
+        ]))
+        .unwrap();
+        assert_eq!(s.sip_listen, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(s.max_calls, 9);
+        assert_eq!(s.rtp_ports, (30000, 30100));
+        assert_eq!(s.media_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.http_listen, "0.0.0.0:8123".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "sip_lisen = \"x\"\n").unwrap();
+        assert!(Settings::load(cli(&["--config", f.to_str().unwrap()])).is_err());
+        assert!(Settings::load(cli(&["--config", "/nonexistent.toml"])).is_err());
+        assert!(Settings::load(cli(&["--rtp-ports", "9-1"])).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Start-up and shutdown: open the store, bind SIP and HTTP, start the
+//! actors downstream-first (store → registry → SIP → HTTP), and on SIGTERM
+//! or Ctrl-C end every live call, persist it, then stop.
+
+use crate::config::Settings;
+use crate::http;
+use crate::registry::{HttpReady, RegistryActor, RegistryConfig, SetSip, Shutdown};
+use crate::sip_actor::SipActor;
+use crate::store::{SledStore, StoreActor};
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use earshot::ports::PortPool;
+use earshot::uas::{Uas, UasConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Run the engine until a termination signal.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let mut store = SledStore::open(&settings.data_dir.join("sessions.sled"))
+        .context("opening the session store")?;
+    let interrupted = store
+        .mark_interrupted(chrono::Utc::now())
+        .context("recovering sessions")?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "sessions that were live when the engine stopped are now interrupted");
+    }
+    {
+        use earshot::session::SessionStore;
+        tracing::info!(stored = store.len(), "session store open");
+    }
+    let store_addr = SyncArbiter::start(1, move || StoreActor::new(Box::new(store.clone())));
+
+    let udp = tokio::net::UdpSocket::bind(settings.sip_listen)
+        .await
+        .with_context(|| format!("binding SIP UDP {}", settings.sip_listen))?;
+    let tcp = tokio::net::TcpListener::bind(settings.sip_listen)
+        .await
+        .with_context(|| format!("binding SIP TCP {}", settings.sip_listen))?;
+    let sip_addr: SocketAddr = SocketAddr::new(settings.media_ip, settings.sip_listen.port());
+
+    let registry = RegistryActor::new(
+        RegistryConfig {
+            answer_delay: Duration::from_millis(settings.answer_delay_ms),
+            rtp_bind_ip: settings.sip_listen.ip(),
+            fault_injection: std::env::var("EARSHOT_FAULT_INJECTION").is_ok_and(|v| v == "1"),
+        },
+        store_addr,
+    )
+    .start();
+
+    let pool = PortPool::new(settings.rtp_ports.0, settings.rtp_ports.1)?;
+    let mut ucfg = UasConfig::new(sip_addr, settings.media_ip);
+    ucfg.max_calls = settings.max_calls;
+    ucfg.seed = rand::random();
+    let sip = SipActor::new(Uas::new(ucfg, pool), udp, tcp, registry.clone()).start();
+    registry.do_send(SetSip(sip));
+    tracing::info!(
+        sip = %settings.sip_listen,
+        media_ip = %settings.media_ip,
+        rtp = ?settings.rtp_ports,
+        "SIP listening on UDP and TCP"
+    );
+
+    let reg_data = web::Data::new(registry.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(reg_data.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                let resp = http::invalid(&["query"], &e.to_string(), "value_error");
+                actix_web::error::InternalError::from_response(e, resp).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                let resp = http::invalid(&["path"], &e.to_string(), "value_error");
+                actix_web::error::InternalError::from_response(e, resp).into()
+            }))
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .bind(settings.http_listen)
+    .with_context(|| format!("binding HTTP {}", settings.http_listen))?
+    .run();
+    let handle = server.handle();
+    registry.do_send(HttpReady);
+    tracing::info!(http = %settings.http_listen, "REST API listening");
+
+    let server_task = actix_rt::spawn(server);
+    wait_for_signal().await;
+    tracing::info!("shutting down: ending live calls");
+    let ended = registry.send(Shutdown).await.unwrap_or(0);
+    tracing::info!(ended, "live calls ended and persisted");
+    handle.stop(true).await;
+    let _ = server_task.await;
+    System::current().stop();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(%e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

@@ -1,0 +1,321 @@
+//! The REST API (actix-web). Handlers only ask the registry; they never
+//! reach into calls. Errors are `{"detail": "..."}`; validation errors are
+//! 422 with `{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.
+
+use crate::registry::{
+    EndCall, GetActive, GetCall, GetHealth, GetStats, ListCalls, RegistryActor, RegistryError,
+};
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use earshot::session::{CallStatus, SessionQuery};
+use serde_json::json;
+use std::collections::HashMap;
+
+pub type Registry = web::Data<Addr<RegistryActor>>;
+
+const MAX_CALL_ID: usize = 256;
+const MAX_PAGE_SIZE: usize = 500;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .route("/status", web::get().to(status))
+        .route("/api/v1/calls", web::get().to(list_calls))
+        .route("/api/v1/calls/active", web::get().to(active))
+        .route("/api/v1/calls/stats", web::get().to(stats))
+        .route("/api/v1/calls/{call_id}", web::get().to(get_call))
+        .route("/api/v1/calls/{call_id}/end", web::post().to(end_call));
+}
+
+/// JSON 404/405 for anything unrouted.
+pub async fn not_found() -> HttpResponse {
+    detail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+pub fn detail(status: StatusCode, msg: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "detail": msg }))
+}
+
+/// One validation error item.
+pub fn invalid(loc: &[&str], msg: &str, kind: &str) -> HttpResponse {
+    HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY).json(json!({
+        "detail": [{ "loc": loc, "msg": msg, "type": kind }]
+    }))
+}
+
+fn registry_error(e: RegistryError) -> HttpResponse {
+    match e {
+        RegistryError::NotFound => detail(StatusCode::NOT_FOUND, "Call session not found"),
+        RegistryError::Store(m) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store unavailable: {m}")),
+        RegistryError::Unavailable => detail(StatusCode::SERVICE_UNAVAILABLE, "SIP layer unavailable"),
+    }
+}
+
+fn mailbox_error() -> HttpResponse {
+    detail(StatusCode::SERVICE_UNAVAILABLE, "engine is shutting down")
+}
+
+fn check_call_id(id: &str) -> Result<(), HttpResponse> {
+    if id.is_empty() || id.len() > MAX_CALL_ID || id.chars().any(|c| c.is_control()) {
+        return Err(invalid(
+            &["path", "call_id"],
+            "Invalid call_id format",
+            "value_error",
+        ));
+    }
+    Ok(())
+}
+
+async fn health(reg: Registry) -> HttpResponse {
+    let Ok(h) = reg.send(GetHealth).await else {
+        return mailbox_error();
+    };
+    let now = Utc::now();
+    let sip = match h.sip {
+        Some(s) => json!({"status": "healthy", "message": "SIP service is running", "dialogs": s.dialogs, "tcp_connections": s.tcp_connections, "send_failures": s.send_failures}),
+        None => json!({"status": "unhealthy", "message": "SIP service not started"}),
+    };
+    let ports = match h.sip {
+        Some(s) => {
+            let st = if s.ports_free == 0 {
+                "unhealthy"
+            } else if s.ports_free * 10 < s.ports_total {
+                "degraded"
+            } else {
+                "healthy"
+            };
+            json!({"status": st, "free": s.ports_free, "total": s.ports_total})
+        }
+        None => json!({"status": "unhealthy"}),
+    };
+    let store = if h.store_ok {
+        json!({"status": "healthy"})
+    } else {
+        json!({"status": "unhealthy", "message": "store not answering"})
+    };
+    let statuses = [&sip, &ports, &store];
+    let overall = if statuses.iter().any(|s| s["status"] == "unhealthy") {
+        "unhealthy"
+    } else if statuses.iter().any(|s| s["status"] == "degraded") {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let code = if overall == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    HttpResponse::build(code).json(json!({
+        "status": overall,
+        "timestamp": now,
+        "uptime_seconds": (now - h.started).num_seconds(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
+        "system": {"active_calls": h.active_calls, "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
+    }))
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "alive"}))
+}
+
+async fn ready(reg: Registry) -> HttpResponse {
+    let Ok(h) = reg.send(GetHealth).await else {
+        return mailbox_error();
+    };
+    let mut missing = vec![];
+    if h.sip.is_none() {
+        missing.push("sip");
+    }
+    if !h.http_ready {
+        missing.push("http");
+    }
+    if !h.store_ok {
+        missing.push("store");
+    }
+    if missing.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {}", missing.join(", ")),
+        )
+    }
+}
+
+async fn status(reg: Registry) -> HttpResponse {
+    let Ok(h) = reg.send(GetHealth).await else {
+        return mailbox_error();
+    };
+    let now = Utc::now();
+    HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": h.started,
+        "uptime_seconds": (now - h.started).num_seconds(),
+        "active_calls": h.active_calls,
+    }))
+}
+
+async fn active(reg: Registry) -> HttpResponse {
+    match reg.send(GetActive).await {
+        Ok(v) => HttpResponse::Ok().json(v),
+        Err(_) => mailbox_error(),
+    }
+}
+
+async fn stats(reg: Registry) -> HttpResponse {
+    match reg.send(GetStats).await {
+        Ok(s) => HttpResponse::Ok().json(s),
+        Err(_) => mailbox_error(),
+    }
+}
+
+async fn get_call(reg: Registry, path: web::Path<String>) -> HttpResponse {
+    let id = path.into_inner();
+    if let Err(r) = check_call_id(&id) {
+        return r;
+    }
+    match reg.send(GetCall(id)).await {
+        Ok(Ok(r)) => HttpResponse::Ok().json(r),
+        Ok(Err(e)) => registry_error(e),
+        Err(_) => mailbox_error(),
+    }
+}
+
+async fn end_call(
+    reg: Registry,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    if let Err(r) = check_call_id(&id) {
+        return r;
+    }
+    let reason = q.get("reason").cloned().unwrap_or_else(|| "manual".into());
+    if reason.is_empty() || reason.len() > 200 || reason.chars().any(|c| c.is_control()) {
+        return invalid(&["query", "reason"], "reason must be 1-200 printable characters", "value_error");
+    }
+    match reg.send(EndCall { key: id, reason }).await {
+        Ok(Ok(())) => HttpResponse::Ok().json("Call ended successfully"),
+        Ok(Err(e)) => registry_error(e),
+        Err(_) => mailbox_error(),
+    }
+}
+
+/// Parse the history query; every bad parameter becomes a 422 item.
+pub fn parse_query(q: &HashMap<String, String>) -> Result<SessionQuery, Vec<serde_json::Value>> {
+    let mut errs = vec![];
+    let mut out = SessionQuery::default();
+    let err = |name: &str, msg: String, kind: &str| {
+        json!({"loc": ["query", name], "msg": msg, "type": kind})
+    };
+    for (k, v) in q {
+        match k.as_str() {
+            "status" => match CallStatus::parse(v) {
+                Some(s) => out.status = Some(s),
+                None => errs.push(err(
+                    "status",
+                    "must be one of active, completed, failed, interrupted".into(),
+                    "enum",
+                )),
+            },
+            "from" | "to" => match parse_time(v) {
+                Some(t) if k == "from" => out.from = Some(t),
+                Some(t) => out.to = Some(t),
+                None => errs.push(err(
+                    k,
+                    "must be an RFC 3339 timestamp or a YYYY-MM-DD date".into(),
+                    "datetime_parsing",
+                )),
+            },
+            "participant" => {
+                if v.is_empty() || v.len() > 256 {
+                    errs.push(err("participant", "must be 1-256 characters".into(), "string_too_long"));
+                } else {
+                    out.participant = Some(v.clone());
+                }
+            }
+            "page" => match v.parse::<usize>() {
+                Ok(p) if p >= 1 => out.page = p,
+                _ => errs.push(err("page", "must be an integer >= 1".into(), "int_parsing")),
+            },
+            "page_size" => match v.parse::<usize>() {
+                Ok(p) if (1..=MAX_PAGE_SIZE).contains(&p) => out.page_size = p,
+                _ => errs.push(err(
+                    "page_size",
+                    format!("must be an integer between 1 and {MAX_PAGE_SIZE}"),
+                    "int_parsing",
+                )),
+            },
+            _ => {}
+        }
+    }
+    if let (Some(f), Some(t)) = (out.from, out.to) {
+        if f > t {
+            errs.push(err("from", "must not be after `to`".into(), "value_error"));
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+async fn list_calls(reg: Registry, q: web::Query<HashMap<String, String>>) -> HttpResponse {
+    let query = match parse_query(&q) {
+        Ok(q) => q,
+        Err(errs) => {
+            return HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY)
+                .json(json!({ "detail": errs }))
+        }
+    };
+    match reg.send(ListCalls(query)).await {
+        Ok(Ok(page)) => HttpResponse::Ok().json(page),
+        Ok(Err(e)) => registry_error(e),
+        Err(_) => mailbox_error(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_validation() {
+        let ok = parse_query(&q(&[
+            ("status", "completed"),
+            ("from", "2026-01-01"),
+            ("to", "2026-02-01T00:00:00Z"),
+            ("page", "2"),
+            ("page_size", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(ok.status, Some(CallStatus::Completed));
+        assert_eq!(ok.page, 2);
+        let errs = parse_query(&q(&[("status", "done"), ("page", "0"), ("page_size", "9999")]))
+            .unwrap_err();
+        assert_eq!(errs.len(), 3);
+        let errs = parse_query(&q(&[("from", "2026-03-01"), ("to", "2026-02-01")])).unwrap_err();
+        assert_eq!(errs[0]["loc"][1], "from");
+    }
+}

@@ -1,0 +1,18 @@
+//! Earshot's runtime: actix actors around the sans-IO core.
+//!
+//! * [`sip_actor`]: SIP sockets (UDP + TCP) and the UAS state machine.
+//! * [`registry`]: every live call; starts and supervises `CallActor`s;
+//!   answers the HTTP layer.
+//! * [`call`]: one recording session.
+//! * [`store`]: sled persistence on its own thread.
+//! * [`http`]: the REST API.
+//! * [`config`]: CLI / env / TOML settings.
+//! * [`engine`]: wiring it all together.
+
+pub mod call;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod registry;
+pub mod sip_actor;
+pub mod store;

@@ -1,0 +1,16 @@
+//! The `earshot` binary: parse settings, set up logging, run the engine.
+
+use clap::Parser;
+use earshot_actors::config::{Cli, Settings};
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EARSHOT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let settings = Settings::load(Cli::parse())?;
+    actix_rt::System::new().block_on(earshot_actors::engine::run(settings))
+}

@@ -1,0 +1,632 @@
+//! The `RegistryActor`: knows every live call, starts and supervises the
+//! `CallActor`s, routes signalling events to them, and answers the HTTP
+//! layer's questions from snapshots (live) or the store (ended). HTTP
+//! handlers talk only to this actor.
+
+use crate::call::{CallActor, CallUpdate};
+use crate::sip_actor::{Control, EndAll, GetSipHealth, SipActor, SipHealth};
+use crate::store::{Count, Find, List, StoreActor};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use earshot::ids::CallId;
+use earshot::metadata::OriginalCallId;
+use earshot::session::{CallStatus, Page, SessionQuery, SessionRecord, SourceInfo};
+use earshot::sip::Headers;
+use earshot::uas::{EndReason, Offer, UasEvent};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+struct LiveCall {
+    addr: Addr<CallActor>,
+    snapshot: SessionRecord,
+}
+
+/// Registry settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub answer_delay: Duration,
+    /// Address RTP sockets bind to.
+    pub rtp_bind_ip: IpAddr,
+    /// Honour `X-Earshot-Fault` request headers (tests only).
+    pub fault_injection: bool,
+}
+
+pub struct RegistryActor {
+    cfg: RegistryConfig,
+    calls: HashMap<CallId, LiveCall>,
+    sip: Option<Addr<SipActor>>,
+    store: Addr<StoreActor>,
+    started: DateTime<Utc>,
+    http_ready: bool,
+    /// Callers of `EndCall`/shutdown waiting for a call to be persisted.
+    waiters: HashMap<CallId, Vec<oneshot::Sender<()>>>,
+    ended_total: u64,
+}
+
+impl RegistryActor {
+    pub fn new(cfg: RegistryConfig, store: Addr<StoreActor>) -> Self {
+        Self {
+            cfg,
+            calls: HashMap::new(),
+            sip: None,
+            store,
+            started: Utc::now(),
+            http_ready: false,
+            waiters: HashMap::new(),
+            ended_total: 0,
+        }
+    }
+
+    fn sip(&self, c: Control) {
+        if let Some(s) = &self.sip {
+            s.do_send(c);
+        }
+    }
+
+    fn on_offer(&mut self, offer: Offer, ctx: &mut Context<Self>) {
+        let call_id = offer.call_id.clone();
+        let now = Utc::now();
+        let mut source = SourceInfo {
+            src_addr: offer.peer.addr.to_string(),
+            transport: offer.peer.transport.name().to_owned(),
+            user_agent: offer.user_agent.clone(),
+            siprec: offer.siprec,
+            vendor_hint: vendor_from_user_agent(offer.user_agent.as_deref()),
+            original_call_ids: original_ids_from_headers(&offer.headers),
+            has_metadata: false,
+        };
+        if source.vendor_hint.is_none() {
+            source.vendor_hint = vendor_from_headers(&offer.headers);
+        }
+        let mut record = SessionRecord::new(call_id.clone(), now, source);
+        record.apply(offer.metadata.as_ref(), &offer.streams);
+        // Bind every answered RTP port before saying yes.
+        let mut sockets = vec![];
+        for s in offer.streams.iter().filter(|s| s.port != 0) {
+            match std::net::UdpSocket::bind((self.cfg.rtp_bind_ip, s.port)) {
+                Ok(sock) => sockets.push((s.port, sock)),
+                Err(e) => {
+                    tracing::warn!(%call_id, port = s.port, %e, "RTP port busy; refusing call");
+                    self.sip(Control::Reject(
+                        call_id,
+                        503,
+                        "Service Unavailable - RTP port busy".into(),
+                    ));
+                    return;
+                }
+            }
+        }
+        let fault = self.cfg.fault_injection
+            && offer
+                .headers
+                .get("X-Earshot-Fault")
+                .is_some_and(|v| v.eq_ignore_ascii_case("panic"));
+        tracing::info!(
+            %call_id,
+            src = %record.source.src_addr,
+            participants = record.participants.len(),
+            streams = record.streams.len(),
+            "recording session offered"
+        );
+        let actor = CallActor::new(
+            record.clone(),
+            offer.metadata,
+            offer.streams,
+            sockets,
+            self.cfg.rtp_bind_ip,
+            ctx.address(),
+            self.store.clone(),
+            fault,
+        );
+        let addr = actor.start();
+        self.calls.insert(
+            call_id.clone(),
+            LiveCall {
+                addr,
+                snapshot: record,
+            },
+        );
+        if self.cfg.answer_delay.is_zero() {
+            self.sip(Control::Accept(call_id));
+        } else {
+            ctx.run_later(self.cfg.answer_delay, move |act, _| {
+                act.sip(Control::Accept(call_id));
+            });
+        }
+    }
+
+    fn forward(&self, call_id: &CallId, m: CallUpdate) {
+        if let Some(c) = self.calls.get(call_id) {
+            if c.addr.connected() {
+                c.addr.do_send(m);
+            }
+        }
+    }
+
+    fn live_view(&self, c: &LiveCall) -> SessionRecord {
+        let mut r = c.snapshot.clone();
+        r.total_audio_duration = r.duration_secs(Utc::now());
+        r
+    }
+
+    fn find_live(&self, key: &str) -> Option<&LiveCall> {
+        self.calls.get(&CallId::from(key)).or_else(|| {
+            self.calls
+                .values()
+                .find(|c| c.snapshot.lookup_keys().iter().any(|k| k == key))
+        })
+    }
+}
+
+impl Actor for RegistryActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(4096);
+        // Supervision: a CallActor that died without finishing (its mailbox
+        // closed) is ended as failed from the registry's last snapshot.
+        ctx.run_interval(Duration::from_secs(2), |act, ctx| {
+            let dead: Vec<CallId> = act
+                .calls
+                .iter()
+                .filter(|(_, c)| !c.addr.connected())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in dead {
+                if let Some(c) = act.calls.remove(&id) {
+                    let mut rec = c.snapshot;
+                    rec.finish(CallStatus::Failed, "internal error: call actor died", Utc::now());
+                    tracing::error!(call_id = %id, "call actor died; persisting as failed");
+                    let store = act.store.clone();
+                    ctx.spawn(
+                        async move {
+                            let _ = store
+                                .send(crate::store::Put {
+                                    record: rec,
+                                    durable: true,
+                                })
+                                .await;
+                        }
+                        .into_actor(act),
+                    );
+                    act.sip(Control::End(id.clone(), "internal error".into()));
+                    act.notify_waiters(&id);
+                }
+            }
+        });
+    }
+}
+
+impl RegistryActor {
+    fn notify_waiters(&mut self, id: &CallId) {
+        if let Some(ws) = self.waiters.remove(id) {
+            for w in ws {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+/// Give the registry the SIP actor (built after it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSip(pub Addr<SipActor>);
+
+impl Handler<SetSip> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, m: SetSip, _: &mut Context<Self>) {
+        self.sip = Some(m.0);
+    }
+}
+
+/// The HTTP server is bound.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HttpReady;
+
+impl Handler<HttpReady> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, _: HttpReady, _: &mut Context<Self>) {
+        self.http_ready = true;
+    }
+}
+
+/// An event from the UAS.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SipEvent(pub UasEvent);
+
+impl Handler<SipEvent> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, SipEvent(e): SipEvent, ctx: &mut Context<Self>) {
+        match e {
+            UasEvent::Offered(offer) => self.on_offer(*offer, ctx),
+            UasEvent::Confirmed { call_id } => self.forward(&call_id, CallUpdate::Confirmed),
+            UasEvent::StreamsUpdated { call_id, streams } => {
+                self.forward(&call_id, CallUpdate::Streams(streams))
+            }
+            UasEvent::MetadataUpdated { call_id, metadata } => {
+                self.forward(&call_id, CallUpdate::Metadata(metadata))
+            }
+            UasEvent::EndRequested { call_id } => {
+                if self.calls.contains_key(&call_id) {
+                    self.forward(
+                        &call_id,
+                        CallUpdate::Finish {
+                            status: CallStatus::Completed,
+                            reason: "bye".into(),
+                            confirm: true,
+                        },
+                    );
+                } else {
+                    self.sip(Control::ConfirmEnd(call_id));
+                }
+            }
+            UasEvent::Ended { call_id, reason } => {
+                let status = match reason {
+                    EndReason::Bye | EndReason::Local(_) | EndReason::Cancelled => {
+                        CallStatus::Completed
+                    }
+                    _ => CallStatus::Failed,
+                };
+                self.forward(
+                    &call_id,
+                    CallUpdate::Finish {
+                        status,
+                        reason: reason.text(),
+                        confirm: false,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// A call's latest state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Snapshot(pub SessionRecord);
+
+impl Handler<Snapshot> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, m: Snapshot, _: &mut Context<Self>) {
+        if let Some(c) = self.calls.get_mut(&m.0.call_id) {
+            c.snapshot = m.0;
+        }
+    }
+}
+
+/// A call has ended and (if `persisted`) is durable in the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished {
+    pub record: SessionRecord,
+    pub confirm: bool,
+    pub hang_up: bool,
+    pub persisted: bool,
+}
+
+impl Handler<Finished> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, m: Finished, _: &mut Context<Self>) {
+        let id = m.record.call_id.clone();
+        tracing::info!(
+            call_id = %id,
+            status = m.record.status.as_str(),
+            reason = m.record.end_reason.as_deref().unwrap_or(""),
+            duration = m.record.total_audio_duration,
+            persisted = m.persisted,
+            "recording session ended"
+        );
+        self.calls.remove(&id);
+        self.ended_total += 1;
+        if m.confirm {
+            self.sip(Control::ConfirmEnd(id.clone()));
+        }
+        if m.hang_up {
+            self.sip(Control::End(id.clone(), m.record.end_reason.clone().unwrap_or_default()));
+        }
+        self.notify_waiters(&id);
+    }
+}
+
+// ----- queries from HTTP ---------------------------------------------------
+
+#[derive(Message)]
+#[rtype(result = "Vec<SessionRecord>")]
+pub struct GetActive;
+
+impl Handler<GetActive> for RegistryActor {
+    type Result = MessageResult<GetActive>;
+    fn handle(&mut self, _: GetActive, _: &mut Context<Self>) -> Self::Result {
+        let mut v: Vec<SessionRecord> = self.calls.values().map(|c| self.live_view(c)).collect();
+        v.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        MessageResult(v)
+    }
+}
+
+/// Errors the HTTP layer maps to status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("Call session not found")]
+    NotFound,
+    #[error("store unavailable: {0}")]
+    Store(String),
+    #[error("SIP layer unavailable")]
+    Unavailable,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<SessionRecord, RegistryError>")]
+pub struct GetCall(pub String);
+
+impl Handler<GetCall> for RegistryActor {
+    type Result = ResponseFuture<Result<SessionRecord, RegistryError>>;
+    fn handle(&mut self, m: GetCall, _: &mut Context<Self>) -> Self::Result {
+        if let Some(c) = self.find_live(&m.0) {
+            let r = self.live_view(c);
+            return Box::pin(async move { Ok(r) });
+        }
+        let store = self.store.clone();
+        Box::pin(async move {
+            match store.send(Find(m.0)).await {
+                Ok(Ok(Some(r))) => Ok(r),
+                Ok(Ok(None)) => Err(RegistryError::NotFound),
+                Ok(Err(e)) => Err(RegistryError::Store(e.to_string())),
+                Err(e) => Err(RegistryError::Store(e.to_string())),
+            }
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Page<SessionRecord>, RegistryError>")]
+pub struct ListCalls(pub SessionQuery);
+
+impl Handler<ListCalls> for RegistryActor {
+    type Result = ResponseFuture<Result<Page<SessionRecord>, RegistryError>>;
+    fn handle(&mut self, m: ListCalls, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        // Live calls are journaled in the store; show their fresh view.
+        let live: HashMap<CallId, SessionRecord> = self
+            .calls
+            .iter()
+            .map(|(id, c)| (id.clone(), self.live_view(c)))
+            .collect();
+        Box::pin(async move {
+            let mut page = match store.send(List(m.0)).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => return Err(RegistryError::Store(e.to_string())),
+                Err(e) => return Err(RegistryError::Store(e.to_string())),
+            };
+            for item in page.items.iter_mut() {
+                if let Some(l) = live.get(&item.call_id) {
+                    *item = l.clone();
+                }
+            }
+            Ok(page)
+        })
+    }
+}
+
+/// Aggregates for `/api/v1/calls/stats`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stats {
+    pub active_sessions: usize,
+    pub total_audio_duration: f64,
+    pub total_segments: u64,
+    pub average_duration_per_session: f64,
+    pub session_list: Vec<String>,
+    pub stored_sessions: usize,
+    pub ended_since_start: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for RegistryActor {
+    type Result = ResponseFuture<Stats>;
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        let views: Vec<SessionRecord> = self.calls.values().map(|c| self.live_view(c)).collect();
+        let total: f64 = views.iter().map(|r| r.total_audio_duration).sum();
+        let n = views.len();
+        let mut stats = Stats {
+            active_sessions: n,
+            total_audio_duration: total,
+            total_segments: views.iter().map(|r| r.segment_count).sum(),
+            average_duration_per_session: if n == 0 { 0.0 } else { total / n as f64 },
+            session_list: views.iter().map(|r| r.call_id.0.clone()).collect(),
+            stored_sessions: 0,
+            ended_since_start: self.ended_total,
+        };
+        let store = self.store.clone();
+        Box::pin(async move {
+            stats.stored_sessions = store.send(Count).await.unwrap_or(0);
+            stats
+        })
+    }
+}
+
+/// End a live call from our side (REST). Resolves once it is persisted.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct EndCall {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Handler<EndCall> for RegistryActor {
+    type Result = ResponseFuture<Result<(), RegistryError>>;
+    fn handle(&mut self, m: EndCall, _: &mut Context<Self>) -> Self::Result {
+        let Some(id) = self.find_live(&m.key).map(|c| c.snapshot.call_id.clone()) else {
+            return Box::pin(async { Err(RegistryError::NotFound) });
+        };
+        let Some(sip) = self.sip.clone() else {
+            return Box::pin(async { Err(RegistryError::Unavailable) });
+        };
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(id.clone()).or_default().push(tx);
+        Box::pin(async move {
+            let ended = sip.send(Control::End(id, m.reason)).await.unwrap_or(false);
+            if !ended {
+                return Err(RegistryError::NotFound);
+            }
+            match tokio::time::timeout(Duration::from_secs(10), rx).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(RegistryError::Unavailable),
+            }
+        })
+    }
+}
+
+/// Readiness and subsystem health.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub started: DateTime<Utc>,
+    pub http_ready: bool,
+    pub sip: Option<SipHealth>,
+    pub store_ok: bool,
+    pub active_calls: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "Health")]
+pub struct GetHealth;
+
+impl Handler<GetHealth> for RegistryActor {
+    type Result = ResponseFuture<Health>;
+    fn handle(&mut self, _: GetHealth, _: &mut Context<Self>) -> Self::Result {
+        let sip = self.sip.clone();
+        let store = self.store.clone();
+        let mut h = Health {
+            started: self.started,
+            http_ready: self.http_ready,
+            sip: None,
+            store_ok: false,
+            active_calls: self.calls.len(),
+        };
+        Box::pin(async move {
+            if let Some(s) = sip {
+                h.sip = s.send(GetSipHealth).await.ok();
+            }
+            h.store_ok = store.send(Count).await.is_ok();
+            h
+        })
+    }
+}
+
+/// Graceful shutdown: end every live call and wait (bounded) until all are persisted.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for RegistryActor {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        let mut rxs = vec![];
+        for id in self.calls.keys() {
+            let (tx, rx) = oneshot::channel();
+            self.waiters.entry(id.clone()).or_default().push(tx);
+            rxs.push(rx);
+        }
+        let n = rxs.len();
+        let sip = self.sip.clone();
+        Box::pin(async move {
+            if let Some(s) = sip {
+                let _ = s.send(EndAll("shutdown".into())).await;
+            }
+            let all = futures_util::future::join_all(rxs);
+            let _ = tokio::time::timeout(Duration::from_secs(10), all).await;
+            n
+        })
+    }
+}
+
+/// Vendor from the SRC's User-Agent/Server string.
+pub fn vendor_from_user_agent(ua: Option<&str>) -> Option<String> {
+    let ua = ua?.to_ascii_lowercase();
+    const MARKERS: &[(&str, &str)] = &[
+        ("cisco", "cisco"),
+        ("cube", "cisco"),
+        ("acme", "oracle"),
+        ("oracle", "oracle"),
+        ("audiocodes", "audiocodes"),
+        ("mediant", "audiocodes"),
+        ("sonus", "ribbon"),
+        ("ribbon", "ribbon"),
+        ("avaya", "avaya"),
+        ("broadworks", "broadworks"),
+        ("metaswitch", "metaswitch"),
+        ("perimeta", "metaswitch"),
+        ("opensips", "opensips"),
+        ("freeswitch", "freeswitch"),
+        ("genesys", "genesys"),
+    ];
+    MARKERS
+        .iter()
+        .find(|(m, _)| ua.contains(m))
+        .map(|(_, v)| (*v).to_owned())
+}
+
+fn vendor_from_headers(h: &Headers) -> Option<String> {
+    h.0.iter().find_map(|(name, _)| {
+        let n = name.to_ascii_lowercase();
+        if n.starts_with("x-cisco") || n == "cisco-guid" {
+            Some("cisco".into())
+        } else if n.starts_with("x-genesys") {
+            Some("genesys".into())
+        } else if n.starts_with("x-broadworks") {
+            Some("broadworks".into())
+        } else if n.starts_with("x-avaya") || n.starts_with("p-av-") {
+            Some("avaya".into())
+        } else {
+            None
+        }
+    })
+}
+
+/// Identifiers of the original call carried in well-known SIP headers.
+pub fn original_ids_from_headers(h: &Headers) -> Vec<OriginalCallId> {
+    const KNOWN: &[(&str, &str)] = &[
+        ("Cisco-Guid", "cisco_guid"),
+        ("Session-ID", "session_id"),
+        ("X-Genesys-CallUUID", "genesys_uuid"),
+        ("X-UCID", "ucid"),
+        ("X-BroadWorks-Correlation-Info", "broadworks_correlation"),
+        ("X-Original-Call-ID", "call_id"),
+    ];
+    let mut out = vec![];
+    for (header, kind) in KNOWN {
+        if let Some(v) = h.get(header) {
+            let value = v.split(';').next().unwrap_or(v).trim().to_owned();
+            if !value.is_empty() {
+                out.push(OriginalCallId {
+                    kind: (*kind).to_owned(),
+                    value,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_hints_from_user_agent() {
+        assert_eq!(
+            vendor_from_user_agent(Some("Cisco-SIPGateway/IOS-16.12")).as_deref(),
+            Some("cisco")
+        );
+        assert_eq!(
+            vendor_from_user_agent(Some("Oracle ESBC")).as_deref(),
+            Some("oracle")
+        );
+        assert_eq!(vendor_from_user_agent(Some("sipp")), None);
+        assert_eq!(vendor_from_user_agent(None), None);
+    }
+}
