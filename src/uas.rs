@@ -40,7 +40,8 @@ pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
 /// Option tags we support.
 pub const SUPPORTED: &str = "siprec, timer";
 /// Bodies we accept.
-pub const ACCEPT: &str = "application/sdp, application/rs-metadata+xml, application/rs-metadata, multipart/mixed";
+pub const ACCEPT: &str =
+    "application/sdp, application/rs-metadata+xml, application/rs-metadata, multipart/mixed";
 const MIN_SE: u32 = 90;
 
 /// A TCP connection, as numbered by the runtime.
@@ -238,6 +239,8 @@ struct Dialog {
     ports: Vec<u16>,
     pending_2xx: Option<Retransmit>,
     session_expires: Option<u32>,
+    /// When the session ends unless refreshed (RFC 4028).
+    session_deadline: Option<Instant>,
     /// The BYE we must answer once the runtime confirms.
     pending_bye: Option<Request>,
     /// Our own BYE, until answered.
@@ -397,7 +400,13 @@ impl Uas {
             return false;
         }
         d.state = DialogState::Answered;
-        let resp = ok_with_sdp(&self.cfg, &d.invite, &d.local_tag, &d.answer_sdp, d.session_expires);
+        let resp = ok_with_sdp(
+            &self.cfg,
+            &d.invite,
+            &d.local_tag,
+            &d.answer_sdp,
+            d.session_expires,
+        );
         let bytes = resp.to_bytes();
         let peer = d.peer;
         let key = TxnKey {
@@ -534,8 +543,7 @@ impl Uas {
             self.respond(peer, &req, 400, "Bad Request - malformed CSeq", None);
             return;
         };
-        if cseq_method != req.method && req.method != Method::Ack && req.method != Method::Cancel
-        {
+        if cseq_method != req.method && req.method != Method::Ack && req.method != Method::Cancel {
             self.respond(peer, &req, 400, "Bad Request - CSeq method mismatch", None);
             return;
         }
@@ -641,7 +649,9 @@ impl Uas {
             .filter(|t| t != "siprec" && t != "timer")
             .collect();
         if !unsupported.is_empty() {
-            return Err(Refusal::new(420, "Bad Extension").with("Unsupported", unsupported.join(", ")));
+            return Err(
+                Refusal::new(420, "Bad Extension").with("Unsupported", unsupported.join(", "))
+            );
         }
         if let Some(se) = req.session_expires() {
             if se < MIN_SE {
@@ -650,13 +660,16 @@ impl Uas {
             }
         }
         if self.dialogs.len() >= self.cfg.max_calls {
-            return Err(Refusal::new(503, "Service Unavailable - call limit reached")
-                .with("Retry-After", self.cfg.retry_after_secs.to_string()));
+            return Err(
+                Refusal::new(503, "Service Unavailable - call limit reached")
+                    .with("Retry-After", self.cfg.retry_after_secs.to_string()),
+            );
         }
         let (sdp, md) = self.parse_bodies(req)?;
         let Some(sdp) = sdp else {
-            return Err(Refusal::new(415, "Unsupported Media Type - no SDP offer")
-                .with("Accept", ACCEPT));
+            return Err(
+                Refusal::new(415, "Unsupported Media Type - no SDP offer").with("Accept", ACCEPT)
+            );
         };
         Ok((sdp, md))
     }
@@ -685,9 +698,8 @@ impl Uas {
                 "application/sdp" if sdp.is_none() => {
                     let text = std::str::from_utf8(&part.body)
                         .map_err(|_| Refusal::new(400, "Bad Request - SDP is not UTF-8"))?;
-                    let parsed = sdp::parse(text).map_err(|e| {
-                        Refusal::new(400, clip(&format!("Bad Request - {e}")))
-                    })?;
+                    let parsed = sdp::parse(text)
+                        .map_err(|e| Refusal::new(400, clip(&format!("Bad Request - {e}"))))?;
                     sdp = Some(parsed);
                 }
                 "application/rs-metadata" | "application/rs-metadata+xml" if md.is_none() => {
@@ -754,8 +766,7 @@ impl Uas {
                 for p in allocated {
                     self.ports.release(p);
                 }
-                let status = if matches!(e, sdp::SdpError::NoCommonCodec | sdp::SdpError::NoMedia)
-                {
+                let status = if matches!(e, sdp::SdpError::NoCommonCodec | sdp::SdpError::NoMedia) {
                     488
                 } else {
                     400
@@ -765,7 +776,8 @@ impl Uas {
                 } else {
                     clip(&format!("Bad Request - {e}"))
                 };
-                let r = Refusal::new(status, reason).with("Warning", "304 earshot \"Media type not available\"");
+                let r = Refusal::new(status, reason)
+                    .with("Warning", "304 earshot \"Media type not available\"");
                 return self.refuse_invite(now, peer, &req, r);
             }
         };
@@ -813,6 +825,9 @@ impl Uas {
             ports: kept,
             pending_2xx: None,
             session_expires: req.session_expires(),
+            session_deadline: req
+                .session_expires()
+                .map(|se| now + Duration::from_secs(se as u64)),
             pending_bye: None,
             our_bye: None,
             gen,
@@ -857,7 +872,11 @@ impl Uas {
             give_up: expires,
         });
         if retransmit.is_some() {
-            self.schedule(now + self.cfg.t1, gen, TimerKind::TxnRetransmit(key.clone()));
+            self.schedule(
+                now + self.cfg.t1,
+                gen,
+                TimerKind::TxnRetransmit(key.clone()),
+            );
         }
         self.schedule(expires, gen, TimerKind::TxnExpire(key.clone()));
         self.txns.insert(
@@ -892,7 +911,12 @@ impl Uas {
                 return;
             }
             Some((_, last)) if cseq <= last => {
-                let mut resp = Response::to_request(&req, 500, "Server Internal Error - CSeq out of order", None);
+                let mut resp = Response::to_request(
+                    &req,
+                    500,
+                    "Server Internal Error - CSeq out of order",
+                    None,
+                );
                 self.decorate(&mut resp);
                 resp.headers.push("Retry-After", "1");
                 self.final_invite_response(now, peer, &req, resp);
@@ -919,7 +943,13 @@ impl Uas {
         if let Some(se) = req.session_expires() {
             d.session_expires = Some(se);
         }
-        let resp = ok_with_sdp(&self.cfg, &req, &d.local_tag, &d.answer_sdp, d.session_expires);
+        let resp = ok_with_sdp(
+            &self.cfg,
+            &req,
+            &d.local_tag,
+            &d.answer_sdp,
+            d.session_expires,
+        );
         let bytes = resp.to_bytes();
         d.pending_2xx = Some(Retransmit {
             bytes: bytes.clone(),
@@ -943,7 +973,11 @@ impl Uas {
                 gen,
             },
         );
-        let first = if reliable { self.cfg.t1 * 64 } else { self.cfg.t1 };
+        let first = if reliable {
+            self.cfg.t1 * 64
+        } else {
+            self.cfg.t1
+        };
         self.schedule(now + first, gen, TimerKind::Retransmit2xx(call.clone()));
         self.refresh_session_timer(now, &call);
         self.transmit(peer, bytes);
@@ -992,7 +1026,8 @@ impl Uas {
                     d.answer_sdp = text;
                     d.offer = offer;
                     // Ports no longer used (m-line removed/rejected) go back.
-                    let used: Vec<u16> = streams.iter().map(|s| s.port).filter(|p| *p != 0).collect();
+                    let used: Vec<u16> =
+                        streams.iter().map(|s| s.port).filter(|p| *p != 0).collect();
                     let mut all = std::mem::take(&mut d.ports);
                     all.extend(fresh);
                     for p in all {
@@ -1003,16 +1038,20 @@ impl Uas {
                         }
                     }
                     d.streams = streams.clone();
-                    self.outputs.push_back(UasOutput::Event(UasEvent::StreamsUpdated {
-                        call_id: call_id.clone(),
-                        streams,
-                    }));
+                    self.outputs
+                        .push_back(UasOutput::Event(UasEvent::StreamsUpdated {
+                            call_id: call_id.clone(),
+                            streams,
+                        }));
                 }
                 Err(e) => {
                     for p in fresh {
                         self.ports.release(p);
                     }
-                    return Err(Refusal::new(488, clip(&format!("Not Acceptable Here - {e}"))));
+                    return Err(Refusal::new(
+                        488,
+                        clip(&format!("Not Acceptable Here - {e}")),
+                    ));
                 }
             }
         }
@@ -1028,10 +1067,11 @@ impl Uas {
                 None => update,
             };
             d.metadata = Some(merged.clone());
-            self.outputs.push_back(UasOutput::Event(UasEvent::MetadataUpdated {
-                call_id: call_id.clone(),
-                metadata: merged,
-            }));
+            self.outputs
+                .push_back(UasOutput::Event(UasEvent::MetadataUpdated {
+                    call_id: call_id.clone(),
+                    metadata: merged,
+                }));
         }
         Ok(())
     }
@@ -1070,7 +1110,13 @@ impl Uas {
             d.session_expires = Some(se);
         }
         let resp = if had_sdp {
-            ok_with_sdp(&self.cfg, &req, &d.local_tag, &d.answer_sdp, d.session_expires)
+            ok_with_sdp(
+                &self.cfg,
+                &req,
+                &d.local_tag,
+                &d.answer_sdp,
+                d.session_expires,
+            )
         } else {
             let mut r = Response::to_request(&req, 200, "OK", Some(&d.local_tag));
             if let Some(se) = d.session_expires {
@@ -1202,7 +1248,10 @@ impl Uas {
         };
         h.push(
             "Via",
-            format!("SIP/2.0/{transport} {};branch={branch};rport", self.cfg.sip_addr),
+            format!(
+                "SIP/2.0/{transport} {};branch={branch};rport",
+                self.cfg.sip_addr
+            ),
         );
         h.push("Max-Forwards", "70");
         // Our From is their To (with our tag); our To is their From.
@@ -1306,7 +1355,8 @@ impl Uas {
                 let Some(d) = self.dialogs.get(&call_id) else {
                     return;
                 };
-                if d.gen != gen || d.state == DialogState::Closing {
+                let due = d.session_deadline.is_some_and(|t| t <= now);
+                if !due || d.state == DialogState::Closing {
                     return;
                 }
                 tracing::warn!(%call_id, "session timer expired without refresh");
@@ -1357,16 +1407,14 @@ impl Uas {
     }
 
     fn refresh_session_timer(&mut self, now: Instant, call_id: &CallId) {
-        let Some(d) = self.dialogs.get(call_id) else {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
             return;
         };
         if let Some(se) = d.session_expires {
+            let at = now + Duration::from_secs(se as u64);
+            d.session_deadline = Some(at);
             let gen = d.gen;
-            self.schedule(
-                now + Duration::from_secs(se as u64),
-                gen,
-                TimerKind::SessionExpiry(call_id.clone()),
-            );
+            self.schedule(at, gen, TimerKind::SessionExpiry(call_id.clone()));
         }
     }
 
@@ -1404,7 +1452,13 @@ impl Uas {
         resp.headers.push("Server", self.cfg.user_agent.clone());
     }
 
-    fn build_response(&self, req: &Request, status: u16, reason: &str, tag: Option<&str>) -> Vec<u8> {
+    fn build_response(
+        &self,
+        req: &Request,
+        status: u16,
+        reason: &str,
+        tag: Option<&str>,
+    ) -> Vec<u8> {
         let mut resp = Response::to_request(req, status, reason, tag);
         self.decorate(&mut resp);
         resp.to_bytes()
@@ -1418,7 +1472,14 @@ impl Uas {
 
     /// Send a final response to a non-INVITE request and cache it for
     /// retransmissions (Timer J = 64·T1).
-    fn respond_cached(&mut self, peer: Peer, req: &Request, status: u16, reason: &str, tag: Option<&str>) {
+    fn respond_cached(
+        &mut self,
+        peer: Peer,
+        req: &Request,
+        status: u16,
+        reason: &str,
+        tag: Option<&str>,
+    ) {
         let mut resp = Response::to_request(req, status, reason, tag);
         self.decorate(&mut resp);
         self.send_final_cached(self.now, peer, req, resp);

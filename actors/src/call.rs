@@ -72,7 +72,13 @@ impl CallActor {
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
             tracing::error!(call_id = %self.record.call_id, panic = %msg, "call failed");
-            self.finish(ctx, CallStatus::Failed, &format!("internal error: {msg}"), false, true);
+            self.finish(
+                ctx,
+                CallStatus::Failed,
+                &format!("internal error: {msg}"),
+                false,
+                true,
+            );
         }
     }
 
@@ -89,16 +95,14 @@ impl CallActor {
         let Ok(sock) = tokio::net::UdpSocket::from_std(std_sock) else {
             return;
         };
-        let packets = futures_util::stream::unfold(
-            (sock, vec![0u8; 2048]),
-            move |(s, mut buf)| async move {
+        let packets =
+            futures_util::stream::unfold((sock, vec![0u8; 2048]), move |(s, mut buf)| async move {
                 loop {
                     if let Ok((n, from)) = s.recv_from(&mut buf).await {
                         return Some((Rtp { port, len: n, from }, (s, buf)));
                     }
                 }
-            },
-        );
+            });
         ctx.add_stream(packets);
     }
 

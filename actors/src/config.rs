@@ -8,7 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "earshot", version, about = "Earshot: SIPREC recording and live speech analytics engine")]
+#[command(
+    name = "earshot",
+    version,
+    about = "Earshot: SIPREC recording and live speech analytics engine"
+)]
 pub struct Cli {
     /// TOML config file.
     #[arg(long, env = "EARSHOT_CONFIG", default_value = "config/default.toml")]
@@ -68,8 +72,9 @@ impl Settings {
         let file = match std::fs::read_to_string(&cli.config) {
             Ok(text) => toml::from_str::<FileConfig>(&text)
                 .with_context(|| format!("config file {}", cli.config.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound
-                && cli.config == PathBuf::from("config/default.toml") =>
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && cli.config == PathBuf::from("config/default.toml") =>
             {
                 FileConfig::default()
             }

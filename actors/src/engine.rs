@@ -25,7 +25,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .mark_interrupted(chrono::Utc::now())
         .context("recovering sessions")?;
     if interrupted > 0 {
-        tracing::warn!(interrupted, "sessions that were live when the engine stopped are now interrupted");
+        tracing::warn!(
+            interrupted,
+            "sessions that were live when the engine stopped are now interrupted"
+        );
     }
     {
         use earshot::session::SessionStore;

@@ -49,8 +49,13 @@ pub fn invalid(loc: &[&str], msg: &str, kind: &str) -> HttpResponse {
 fn registry_error(e: RegistryError) -> HttpResponse {
     match e {
         RegistryError::NotFound => detail(StatusCode::NOT_FOUND, "Call session not found"),
-        RegistryError::Store(m) => detail(StatusCode::SERVICE_UNAVAILABLE, &format!("store unavailable: {m}")),
-        RegistryError::Unavailable => detail(StatusCode::SERVICE_UNAVAILABLE, "SIP layer unavailable"),
+        RegistryError::Store(m) => detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("store unavailable: {m}"),
+        ),
+        RegistryError::Unavailable => {
+            detail(StatusCode::SERVICE_UNAVAILABLE, "SIP layer unavailable")
+        }
     }
 }
 
@@ -75,7 +80,9 @@ async fn health(reg: Registry) -> HttpResponse {
     };
     let now = Utc::now();
     let sip = match h.sip {
-        Some(s) => json!({"status": "healthy", "message": "SIP service is running", "dialogs": s.dialogs, "tcp_connections": s.tcp_connections, "send_failures": s.send_failures}),
+        Some(s) => {
+            json!({"status": "healthy", "message": "SIP service is running", "dialogs": s.dialogs, "tcp_connections": s.tcp_connections, "send_failures": s.send_failures})
+        }
         None => json!({"status": "unhealthy", "message": "SIP service not started"}),
     };
     let ports = match h.sip {
@@ -197,7 +204,11 @@ async fn end_call(
     }
     let reason = q.get("reason").cloned().unwrap_or_else(|| "manual".into());
     if reason.is_empty() || reason.len() > 200 || reason.chars().any(|c| c.is_control()) {
-        return invalid(&["query", "reason"], "reason must be 1-200 printable characters", "value_error");
+        return invalid(
+            &["query", "reason"],
+            "reason must be 1-200 printable characters",
+            "value_error",
+        );
     }
     match reg.send(EndCall { key: id, reason }).await {
         Ok(Ok(())) => HttpResponse::Ok().json("Call ended successfully"),
@@ -210,9 +221,7 @@ async fn end_call(
 pub fn parse_query(q: &HashMap<String, String>) -> Result<SessionQuery, Vec<serde_json::Value>> {
     let mut errs = vec![];
     let mut out = SessionQuery::default();
-    let err = |name: &str, msg: String, kind: &str| {
-        json!({"loc": ["query", name], "msg": msg, "type": kind})
-    };
+    let err = |name: &str, msg: String, kind: &str| json!({"loc": ["query", name], "msg": msg, "type": kind});
     for (k, v) in q {
         match k.as_str() {
             "status" => match CallStatus::parse(v) {
@@ -234,7 +243,11 @@ pub fn parse_query(q: &HashMap<String, String>) -> Result<SessionQuery, Vec<serd
             },
             "participant" => {
                 if v.is_empty() || v.len() > 256 {
-                    errs.push(err("participant", "must be 1-256 characters".into(), "string_too_long"));
+                    errs.push(err(
+                        "participant",
+                        "must be 1-256 characters".into(),
+                        "string_too_long",
+                    ));
                 } else {
                     out.participant = Some(v.clone());
                 }
@@ -312,8 +325,12 @@ mod tests {
         .unwrap();
         assert_eq!(ok.status, Some(CallStatus::Completed));
         assert_eq!(ok.page, 2);
-        let errs = parse_query(&q(&[("status", "done"), ("page", "0"), ("page_size", "9999")]))
-            .unwrap_err();
+        let errs = parse_query(&q(&[
+            ("status", "done"),
+            ("page", "0"),
+            ("page_size", "9999"),
+        ]))
+        .unwrap_err();
         assert_eq!(errs.len(), 3);
         let errs = parse_query(&q(&[("from", "2026-03-01"), ("to", "2026-02-01")])).unwrap_err();
         assert_eq!(errs[0]["loc"][1], "from");

@@ -176,7 +176,11 @@ impl Actor for RegistryActor {
             for id in dead {
                 if let Some(c) = act.calls.remove(&id) {
                     let mut rec = c.snapshot;
-                    rec.finish(CallStatus::Failed, "internal error: call actor died", Utc::now());
+                    rec.finish(
+                        CallStatus::Failed,
+                        "internal error: call actor died",
+                        Utc::now(),
+                    );
                     tracing::error!(call_id = %id, "call actor died; persisting as failed");
                     let store = act.store.clone();
                     ctx.spawn(
@@ -325,7 +329,10 @@ impl Handler<Finished> for RegistryActor {
             self.sip(Control::ConfirmEnd(id.clone()));
         }
         if m.hang_up {
-            self.sip(Control::End(id.clone(), m.record.end_reason.clone().unwrap_or_default()));
+            self.sip(Control::End(
+                id.clone(),
+                m.record.end_reason.clone().unwrap_or_default(),
+            ));
         }
         self.notify_waiters(&id);
     }

@@ -168,9 +168,8 @@ impl Actor for SipActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         let udp = self.udp.clone();
-        let datagrams = futures_util::stream::unfold(
-            (udp, vec![0u8; 65_535]),
-            |(sock, mut buf)| async move {
+        let datagrams =
+            futures_util::stream::unfold((udp, vec![0u8; 65_535]), |(sock, mut buf)| async move {
                 loop {
                     match sock.recv_from(&mut buf).await {
                         Ok((n, from)) => {
@@ -184,8 +183,7 @@ impl Actor for SipActor {
                         Err(e) => tracing::debug!(%e, "UDP receive error"),
                     }
                 }
-            },
-        );
+            });
         ctx.add_stream(datagrams);
         if let Some(listener) = self.tcp.take() {
             let accepts = futures_util::stream::unfold(listener, |l| async move {

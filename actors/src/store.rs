@@ -36,7 +36,10 @@ impl SledStore {
 
     /// Sessions stored as `active` were live when the engine stopped: mark
     /// them `interrupted`. Returns how many.
-    pub fn mark_interrupted(&mut self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+    pub fn mark_interrupted(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self.sessions.iter() {
             let (_, v) = item.map_err(io)?;
