@@ -177,15 +177,14 @@ pub enum UasEvent {
     Offered(Box<Offer>),
     /// The SRC acknowledged our answer.
     Confirmed { call_id: CallId },
-    /// Streams renegotiated (re-INVITE/UPDATE with SDP).
-    StreamsUpdated {
+    /// A re-INVITE or UPDATE changed the session: new stream answers (when
+    /// it carried SDP) and/or the whole current metadata (complete, or the
+    /// merge of a partial update).
+    Updated {
         call_id: CallId,
-        streams: Vec<StreamAnswer>,
-    },
-    /// New metadata (complete or merged partial), the whole current view.
-    MetadataUpdated {
-        call_id: CallId,
-        metadata: RecordingMetadata,
+        method: Method,
+        streams: Option<Vec<StreamAnswer>>,
+        metadata: Option<RecordingMetadata>,
     },
     /// The SRC sent BYE: persist, then call [`Uas::confirm_end`].
     EndRequested { call_id: CallId },
@@ -929,7 +928,7 @@ impl Uas {
             Err(r) => return self.refuse_invite(now, peer, &req, r),
         };
         let call = call_id.clone();
-        if let Err(r) = self.renegotiate(&call, sdp, md) {
+        if let Err(r) = self.renegotiate(&call, Method::Invite, sdp, md) {
             return self.refuse_invite(now, peer, &req, r);
         }
         let Some(d) = self.dialogs.get_mut(&call) else {
@@ -987,9 +986,11 @@ impl Uas {
     fn renegotiate(
         &mut self,
         call_id: &CallId,
+        method: Method,
         sdp: Option<SessionDescription>,
         md: Option<RecordingMetadata>,
     ) -> Result<(), Refusal> {
+        let mut new_streams = None;
         let Some(d) = self.dialogs.get_mut(call_id) else {
             return Err(Refusal::new(481, "Call/Transaction Does Not Exist"));
         };
@@ -1038,11 +1039,7 @@ impl Uas {
                         }
                     }
                     d.streams = streams.clone();
-                    self.outputs
-                        .push_back(UasOutput::Event(UasEvent::StreamsUpdated {
-                            call_id: call_id.clone(),
-                            streams,
-                        }));
+                    new_streams = Some(streams);
                 }
                 Err(e) => {
                     for p in fresh {
@@ -1055,23 +1052,27 @@ impl Uas {
                 }
             }
         }
+        let mut new_md = None;
         if let Some(update) = md {
-            let Some(d) = self.dialogs.get_mut(call_id) else {
-                return Ok(());
-            };
-            let merged = match d.metadata.take() {
-                Some(mut cur) => {
-                    cur.merge(update);
-                    cur
-                }
-                None => update,
-            };
-            d.metadata = Some(merged.clone());
-            self.outputs
-                .push_back(UasOutput::Event(UasEvent::MetadataUpdated {
-                    call_id: call_id.clone(),
-                    metadata: merged,
-                }));
+            if let Some(d) = self.dialogs.get_mut(call_id) {
+                let merged = match d.metadata.take() {
+                    Some(mut cur) => {
+                        cur.merge(update);
+                        cur
+                    }
+                    None => update,
+                };
+                d.metadata = Some(merged.clone());
+                new_md = Some(merged);
+            }
+        }
+        if new_streams.is_some() || new_md.is_some() {
+            self.emit(UasEvent::Updated {
+                call_id: call_id.clone(),
+                method,
+                streams: new_streams,
+                metadata: new_md,
+            });
         }
         Ok(())
     }
@@ -1094,7 +1095,7 @@ impl Uas {
             }
         };
         let had_sdp = sdp.is_some();
-        if let Err(r) = self.renegotiate(&call_id, sdp, md) {
+        if let Err(r) = self.renegotiate(&call_id, Method::Update, sdp, md) {
             let mut resp = Response::to_request(&req, r.status, &r.reason, None);
             self.decorate(&mut resp);
             self.send_final_cached(now, peer, &req, resp);

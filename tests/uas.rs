@@ -498,7 +498,14 @@ fn reinvite_inactive_pauses_and_a_later_one_resumes() {
     let sdp = earshot::sdp::parse(std::str::from_utf8(&o.sent[0].body).unwrap()).unwrap();
     assert_eq!(sdp.direction(0), Direction::Inactive);
     let streams = match &o.events[..] {
-        [UasEvent::StreamsUpdated { streams, .. }] => streams.clone(),
+        [UasEvent::Updated {
+            streams: Some(streams),
+            method,
+            ..
+        }] => {
+            assert_eq!(method.as_str(), "INVITE");
+            streams.clone()
+        }
         other => panic!("{other:?}"),
     };
     assert!(streams.iter().all(|s| s.paused));
@@ -512,7 +519,14 @@ fn reinvite_inactive_pauses_and_a_later_one_resumes() {
     u.handle_message(t0, peer(), &m.bytes());
     let o = drain(&mut u);
     let streams = match &o.events[..] {
-        [UasEvent::StreamsUpdated { streams, .. }] => streams.clone(),
+        [UasEvent::Updated {
+            streams: Some(streams),
+            method,
+            ..
+        }] => {
+            assert_eq!(method.as_str(), "INVITE");
+            streams.clone()
+        }
         other => panic!("{other:?}"),
     };
     assert!(streams.iter().all(|s| !s.paused));
@@ -537,7 +551,15 @@ fn update_with_partial_metadata_merges_participants() {
     let o = drain(&mut u);
     assert_eq!(statuses(&o), vec![200]);
     let md = match &o.events[..] {
-        [UasEvent::MetadataUpdated { metadata, .. }] => metadata.clone(),
+        [UasEvent::Updated {
+            metadata: Some(metadata),
+            streams: None,
+            method,
+            ..
+        }] => {
+            assert_eq!(method.as_str(), "UPDATE");
+            metadata.clone()
+        }
         other => panic!("{other:?}"),
     };
     let ids: Vec<&str> = md.participants.iter().map(|p| p.id.as_str()).collect();

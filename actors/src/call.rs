@@ -106,6 +106,21 @@ impl CallActor {
         ctx.add_stream(packets);
     }
 
+    /// Bind sockets for ports a renegotiation added.
+    fn bind_new_ports(&mut self, ctx: &mut Context<Self>, streams: &[StreamAnswer]) {
+        for s in streams {
+            if s.port != 0 && !self.sockets.contains_key(&s.port) {
+                match std::net::UdpSocket::bind((self.bind_ip, s.port)) {
+                    Ok(sock) => {
+                        self.sockets.insert(s.port, sock);
+                        self.start_rtp(ctx, s.port);
+                    }
+                    Err(e) => tracing::warn!(%e, port = s.port, "RTP bind failed"),
+                }
+            }
+        }
+    }
+
     fn apply(&mut self) {
         let before: Vec<bool> = self.record.streams.iter().map(|s| s.paused).collect();
         self.record.apply(self.metadata.as_ref(), &self.streams);
@@ -213,8 +228,12 @@ impl StreamHandler<Rtp> for CallActor {
 #[rtype(result = "()")]
 pub enum CallUpdate {
     Confirmed,
-    Streams(Vec<StreamAnswer>),
-    Metadata(RecordingMetadata),
+    /// A re-INVITE (or UPDATE when `by_update`) changed streams and/or metadata.
+    Updated {
+        by_update: bool,
+        streams: Option<Vec<StreamAnswer>>,
+        metadata: Option<RecordingMetadata>,
+    },
     /// End the call with this status and reason. `confirm`: the SRC's BYE
     /// waits for our persistence. `hang_up`: we must BYE the SRC.
     Finish {
@@ -231,26 +250,24 @@ impl Handler<CallUpdate> for CallActor {
             CallUpdate::Confirmed => {
                 act.record.last_activity = chrono::Utc::now();
             }
-            CallUpdate::Streams(streams) => {
-                act.record.counters.reinvites += 1;
-                for s in &streams {
-                    if s.port != 0 && !act.sockets.contains_key(&s.port) {
-                        match std::net::UdpSocket::bind((act.bind_ip, s.port)) {
-                            Ok(sock) => {
-                                act.sockets.insert(s.port, sock);
-                                act.start_rtp(ctx, s.port);
-                            }
-                            Err(e) => tracing::warn!(%e, port = s.port, "RTP bind failed"),
-                        }
-                    }
+            CallUpdate::Updated {
+                by_update,
+                streams,
+                metadata,
+            } => {
+                if by_update {
+                    act.record.counters.updates += 1;
+                } else {
+                    act.record.counters.reinvites += 1;
                 }
-                act.streams = streams;
-                act.apply();
-                act.publish();
-            }
-            CallUpdate::Metadata(md) => {
-                act.record.counters.metadata_updates += 1;
-                act.metadata = Some(md);
+                if let Some(streams) = streams {
+                    act.bind_new_ports(ctx, &streams);
+                    act.streams = streams;
+                }
+                if let Some(md) = metadata {
+                    act.record.counters.metadata_updates += 1;
+                    act.metadata = Some(md);
+                }
                 act.apply();
                 act.publish();
             }

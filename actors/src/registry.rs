@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use earshot::ids::CallId;
 use earshot::metadata::OriginalCallId;
 use earshot::session::{CallStatus, Page, SessionQuery, SessionRecord, SourceInfo};
-use earshot::sip::Headers;
+use earshot::sip::{Headers, Method};
 use earshot::uas::{EndReason, Offer, UasEvent};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -247,12 +247,19 @@ impl Handler<SipEvent> for RegistryActor {
         match e {
             UasEvent::Offered(offer) => self.on_offer(*offer, ctx),
             UasEvent::Confirmed { call_id } => self.forward(&call_id, CallUpdate::Confirmed),
-            UasEvent::StreamsUpdated { call_id, streams } => {
-                self.forward(&call_id, CallUpdate::Streams(streams))
-            }
-            UasEvent::MetadataUpdated { call_id, metadata } => {
-                self.forward(&call_id, CallUpdate::Metadata(metadata))
-            }
+            UasEvent::Updated {
+                call_id,
+                method,
+                streams,
+                metadata,
+            } => self.forward(
+                &call_id,
+                CallUpdate::Updated {
+                    by_update: method == Method::Update,
+                    streams,
+                    metadata,
+                },
+            ),
             UasEvent::EndRequested { call_id } => {
                 if self.calls.contains_key(&call_id) {
                     self.forward(
