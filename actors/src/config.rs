@@ -38,6 +38,10 @@ pub struct Cli {
     /// Delay before the 200 OK to an INVITE, in milliseconds.
     #[arg(long, env = "EARSHOT_ANSWER_DELAY_MS")]
     pub answer_delay_ms: Option<u64>,
+    /// Testing only: honour `X-Earshot-Fault: panic` in INVITEs (the call's
+    /// actor panics, proving one call's failure stays in that call).
+    #[arg(long, env = "EARSHOT_FAULT_INJECTION", hide = true)]
+    pub fault_injection: bool,
 }
 
 /// Keys of the config file (all optional).
@@ -51,6 +55,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub max_calls: Option<usize>,
     pub answer_delay_ms: Option<u64>,
+    pub fault_injection: Option<bool>,
 }
 
 /// The merged settings the engine runs with.
@@ -63,6 +68,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub max_calls: usize,
     pub answer_delay_ms: u64,
+    pub fault_injection: bool,
 }
 
 impl Settings {
@@ -117,6 +123,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("./data")),
             max_calls: cli.max_calls.or(file.max_calls).unwrap_or(2000),
             answer_delay_ms: cli.answer_delay_ms.or(file.answer_delay_ms).unwrap_or(0),
+            fault_injection: cli.fault_injection || file.fault_injection.unwrap_or(false),
         })
     }
 }

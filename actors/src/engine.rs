@@ -44,11 +44,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding SIP TCP {}", settings.sip_listen))?;
     let sip_addr: SocketAddr = SocketAddr::new(settings.media_ip, settings.sip_listen.port());
 
+    if settings.fault_injection {
+        tracing::warn!(
+            "fault injection is ON (X-Earshot-Fault headers are honoured): testing only"
+        );
+    }
     let registry = RegistryActor::new(
         RegistryConfig {
             answer_delay: Duration::from_millis(settings.answer_delay_ms),
             rtp_bind_ip: settings.sip_listen.ip(),
-            fault_injection: std::env::var("EARSHOT_FAULT_INJECTION").is_ok_and(|v| v == "1"),
+            fault_injection: settings.fault_injection,
         },
         store_addr,
     )
