@@ -42,7 +42,11 @@ pub struct PortPool {
 
 impl PortPool {
     pub fn new(lo: u16, hi: u16) -> Result<Self, PortRangeError> {
-        let first = if lo % 2 == 0 { lo } else { lo.saturating_add(1) };
+        let first = if lo.is_multiple_of(2) {
+            lo
+        } else {
+            lo.saturating_add(1)
+        };
         let free: VecDeque<u16> = (first..hi)
             .step_by(2)
             .filter(|p| p.checked_add(1).is_some_and(|q| q <= hi))

@@ -262,8 +262,12 @@ impl SessionRecord {
         let n = needle.to_lowercase();
         self.participants.iter().any(|p| {
             p.participant_id.0.to_lowercase().contains(&n)
-                || p.aor.as_deref().is_some_and(|a| a.to_lowercase().contains(&n))
-                || p.name.as_deref().is_some_and(|a| a.to_lowercase().contains(&n))
+                || p.aor
+                    .as_deref()
+                    .is_some_and(|a| a.to_lowercase().contains(&n))
+                || p.name
+                    .as_deref()
+                    .is_some_and(|a| a.to_lowercase().contains(&n))
         })
     }
 }
@@ -417,7 +421,7 @@ impl SessionStore for MemoryStore {
     }
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
         let mut all: Vec<SessionRecord> = self.by_id.values().cloned().collect();
-        all.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        all.sort_by_key(|r| std::cmp::Reverse(r.start_time));
         Ok(paginate(all.into_iter(), q))
     }
     fn len(&self) -> usize {

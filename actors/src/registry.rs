@@ -355,7 +355,7 @@ impl Handler<GetActive> for RegistryActor {
     type Result = MessageResult<GetActive>;
     fn handle(&mut self, _: GetActive, _: &mut Context<Self>) -> Self::Result {
         let mut v: Vec<SessionRecord> = self.calls.values().map(|c| self.live_view(c)).collect();
-        v.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        v.sort_by_key(|r| std::cmp::Reverse(r.start_time));
         MessageResult(v)
     }
 }
