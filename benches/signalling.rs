@@ -64,7 +64,10 @@ fn bench(c: &mut Criterion) {
         transport: Transport::Udp,
         addr: "10.1.1.1:5060".parse().unwrap(),
     };
-    let cfg = UasConfig::new("10.2.2.2:5060".parse().unwrap(), "10.2.2.2".parse().unwrap());
+    let cfg = UasConfig::new(
+        "10.2.2.2:5060".parse().unwrap(),
+        "10.2.2.2".parse().unwrap(),
+    );
     let mut uas = Uas::new(cfg, PortPool::new(40000, 49999).unwrap());
     let mut n = 0u64;
     g.bench_function("uas_whole_call", |b| {

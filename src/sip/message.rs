@@ -408,7 +408,9 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Number of leading CR/LF bytes.
 pub(crate) fn leading_crlf(buf: &[u8]) -> usize {
-    buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count()
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
 }
 
 /// Parse a Content-Length value: digits only, no sign.
@@ -478,6 +480,9 @@ pub(crate) fn parse_header_block(text: &str, max: usize) -> Result<Headers, SipE
         if line.is_empty() {
             continue;
         }
+        if line.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(SipError::BadHeader("control character in header".into()));
+        }
         if line.starts_with([' ', '\t']) {
             // Continuation of the previous header (RFC 3261 7.3.1).
             let Some((_, value)) = headers.0.last_mut() else {
@@ -537,7 +542,10 @@ pub fn parse_message(bytes: &[u8], limits: &Limits) -> Result<SipMessage, SipErr
     let head = std::str::from_utf8(head).map_err(|_| SipError::NotUtf8)?;
 
     let (start, header_text) = match head.find('\n') {
-        Some(i) => (head.get(..i).unwrap_or_default(), head.get(i + 1..).unwrap_or_default()),
+        Some(i) => (
+            head.get(..i).unwrap_or_default(),
+            head.get(i + 1..).unwrap_or_default(),
+        ),
         None => (head, ""),
     };
     let start = start.strip_suffix('\r').unwrap_or(start);
@@ -603,7 +611,11 @@ impl<'a> StartLine<'a> {
         if line.chars().any(|c| c.is_control() && c != '\t') {
             return Err(bad("control character"));
         }
-        if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")) {
+        if line.len() >= 4
+            && line
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        {
             let mut it = line.splitn(3, ' ');
             let version = it.next().unwrap_or_default();
             let code = it.next().unwrap_or_default();
@@ -636,7 +648,10 @@ impl<'a> StartLine<'a> {
         let Some((scheme, rest)) = uri.split_once(':') else {
             return Err(bad("Request-URI has no scheme"));
         };
-        let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        let scheme_ok = scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && scheme
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
@@ -649,8 +664,20 @@ impl<'a> StartLine<'a> {
 
 /// Methods rsip 0.4 knows (it matches them case-insensitively).
 const RSIP_METHODS: &[&str] = &[
-    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK", "PUBLISH",
-    "REFER", "REGISTER", "SUBSCRIBE", "UPDATE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
 ];
 
 /// Replace every `[IPv6]` reference in a SIP URI by an IPv4 placeholder so
@@ -677,6 +704,47 @@ fn mask_ipv6(uri: &str) -> Result<String, SipError> {
     Ok(out)
 }
 
+/// What rsip gets to see of a `sip:`/`sips:` Request-URI: IPv6 references
+/// masked, and the `;params` / `?headers` cut off after a character check of
+/// our own. rsip only accepts token characters in parameter values and a
+/// closed list of `transport=` values, while RFC 3261 allows `[]/:&+$` and
+/// any token (`transport=ws`, `maddr=[::1]`...). rsip still checks scheme,
+/// user part, host and port.
+fn sip_uri_for_rsip(uri: &str) -> Result<String, SipError> {
+    let uri = mask_ipv6(uri)?;
+    // Parameters start at the first ';' after the user part.
+    let host_start = uri.rfind('@').map_or(0, |i| i + 1);
+    let tail_start = uri
+        .get(host_start..)
+        .and_then(|h| h.find([';', '?']))
+        .map_or(uri.len(), |i| host_start + i);
+    let (base, tail) = uri.split_at(tail_start);
+    let (params, headers) = match tail.split_once('?') {
+        Some((p, h)) => (p, Some(h)),
+        None => (tail, None),
+    };
+    let param_ok = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()[]/:&+$%".contains(c);
+    for p in params.split(';').skip(1) {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        let value_ok = value.is_none_or(|v| v.chars().all(param_ok));
+        if name.is_empty() || !name.chars().all(param_ok) || !value_ok {
+            return Err(SipError::BadStartLine("bad Request-URI parameter".into()));
+        }
+    }
+    if let Some(h) = headers {
+        let ok = h
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()[]/?:+$%=&".contains(c));
+        if !ok {
+            return Err(SipError::BadStartLine("bad Request-URI header".into()));
+        }
+    }
+    Ok(base.to_string())
+}
+
 /// Let rsip validate what it can: the method token, a `sip:`/`sips:`
 /// Request-URI, the version, the status line and the header names.
 fn validate_with_rsip(start: &StartLine<'_>, headers: &Headers) -> Result<(), SipError> {
@@ -690,9 +758,8 @@ fn validate_with_rsip(start: &StartLine<'_>, headers: &Headers) -> Result<(), Si
                 "OPTIONS"
             };
             let scheme = uri.split(':').next().unwrap_or_default();
-            let uri = if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
-            {
-                mask_ipv6(uri)?
+            let uri = if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+                sip_uri_for_rsip(uri)?
             } else {
                 // rsip knows only SIP URIs; tel:/urn: got our own check.
                 non_sip_uri_check(uri)?;
@@ -722,7 +789,9 @@ fn validate_with_rsip(start: &StartLine<'_>, headers: &Headers) -> Result<(), Si
         (Err(_), StartLine::Request { .. }) => {
             Err(SipError::BadStartLine("bad Request-URI".into()))
         }
-        (Err(_), StartLine::Response { .. }) => Err(SipError::BadStartLine("bad status line".into())),
+        (Err(_), StartLine::Response { .. }) => {
+            Err(SipError::BadStartLine("bad status line".into()))
+        }
     }
 }
 
@@ -744,7 +813,9 @@ fn validate_request_headers(req: &Request) -> Result<(), SipError> {
         return Err(SipError::BadHeader("CSeq".into()));
     };
     if cseq_method != req.method {
-        return Err(SipError::BadHeader("CSeq method differs from request".into()));
+        return Err(SipError::BadHeader(
+            "CSeq method differs from request".into(),
+        ));
     }
     if req.via_transport().is_none() {
         return Err(SipError::BadHeader("Via".into()));
@@ -901,18 +972,16 @@ fn name_addr_uri(value: &str) -> Option<&str> {
 
 /// Iterate `name[=value]` pairs of a `;`-separated parameter list.
 fn params(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
-    split_outside_quotes(text, ';')
-        .into_iter()
-        .filter_map(|p| {
-            let p = p.trim();
-            if p.is_empty() {
-                return None;
-            }
-            Some(match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(strip_quotes(v.trim()))),
-                None => (p, None),
-            })
+    split_outside_quotes(text, ';').into_iter().filter_map(|p| {
+        let p = p.trim();
+        if p.is_empty() {
+            return None;
+        }
+        Some(match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(strip_quotes(v.trim()))),
+            None => (p, None),
         })
+    })
 }
 
 fn find_param<'a>(text: &'a str, name: &str) -> Option<&'a str> {
@@ -1135,5 +1204,82 @@ impl SipMessage {
             SipMessage::Request(r) => r.to_bytes(),
             SipMessage::Response(r) => r.to_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_addr_forms() {
+        assert_eq!(
+            split_name_addr("\"A <b>; c\" <sip:x@y;lr>;tag=1"),
+            Some(("sip:x@y;lr", ";tag=1"))
+        );
+        assert_eq!(
+            split_name_addr("sip:x@y;tag=2"),
+            Some(("sip:x@y", ";tag=2"))
+        );
+        assert_eq!(split_name_addr("<sip:x@y"), None);
+        assert_eq!(split_name_addr("\"open <sip:x@y>"), None);
+        assert_eq!(find_param(";tag=1;lr;x=\"a;b\"", "X"), Some("a;b"));
+        assert_eq!(find_param(";tag=1;lr", "lr"), Some(""));
+    }
+
+    #[test]
+    fn comma_splitting() {
+        assert_eq!(
+            split_commas("\"a,b\" <sip:x@y;p=1,2>;q=1 , <sip:z@w>,,"),
+            vec!["\"a,b\" <sip:x@y;p=1,2>;q=1", "<sip:z@w>"]
+        );
+    }
+
+    #[test]
+    fn head_end_and_content_length_scan() {
+        assert_eq!(find_head_end(b"A\r\nB: c\r\n\r\nbody", 0), Some(11));
+        assert_eq!(find_head_end(b"A\nB: c\n\nbody", 0), Some(8));
+        assert_eq!(find_head_end(b"A\r\nB: c\r\n", 0), None);
+        assert_eq!(
+            scan_content_length(b"X sip:a SIP/2.0\r\nl : 12\r\nContent-length: 12\r\n"),
+            Ok(Some(12))
+        );
+        assert_eq!(scan_content_length(b"X\r\nFoo: 1\r\n"), Ok(None));
+        assert!(scan_content_length(b"X\r\nl: 1\r\nl: 2\r\n").is_err());
+    }
+
+    #[test]
+    fn uri_masking() {
+        assert_eq!(
+            sip_uri_for_rsip("sip:a@[2001:db8::1]:5060;maddr=[::1];transport=ws?h=v"),
+            Ok("sip:a@192.0.2.1:5060".to_string())
+        );
+        assert_eq!(
+            sip_uri_for_rsip("sip:a;b=c@h;x"),
+            Ok("sip:a;b=c@h".to_string())
+        );
+        assert!(sip_uri_for_rsip("sip:a@h;x=\"q\"").is_err());
+        assert!(sip_uri_for_rsip("sip:a@[zz]").is_err());
+    }
+
+    #[test]
+    fn method_names() {
+        for m in [
+            "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK",
+        ] {
+            assert_eq!(Method::parse(m).as_str(), m);
+            assert!(!matches!(Method::parse(m), Method::Other(_)));
+        }
+        for m in ["REFER", "NOTIFY", "SUBSCRIBE", "MESSAGE", "REGISTER"] {
+            assert_eq!(Method::parse(m).to_string(), m);
+        }
+        assert_eq!(Method::parse("invite"), Method::Other("invite".into()));
+    }
+
+    #[test]
+    fn media_type_display_round_trips() {
+        let m = MediaType::parse("multipart/mixed;boundary=\"a b\";x").expect("mt");
+        assert_eq!(m.to_string(), "multipart/mixed;boundary=\"a b\";x");
+        assert_eq!(MediaType::parse(&m.to_string()), Some(m));
     }
 }

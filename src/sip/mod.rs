@@ -2,10 +2,13 @@
 //!
 //! `rsip` 0.4 parses start lines, URIs and headers, but it does not frame by
 //! Content-Length, does not know the compact header forms (`i: v: m: l: c: f:
-//! t: k: s:`) and does not split multipart bodies. This module wraps it:
-//! [`framing`] cuts messages out of datagrams and TCP streams, [`message`]
-//! normalises compact forms and folded lines before handing the head to rsip and
-//! exposes the few fields a UAS needs, and [`multipart`] splits bodies.
+//! t: k: s:` and the rest of the IANA list) and does not split multipart
+//! bodies. This module wraps it: [`framing`] cuts messages out of datagrams
+//! and TCP streams, [`message`] normalises compact forms and folded lines
+//! before handing the head to rsip and exposes the few fields a UAS needs, and
+//! [`multipart`] splits bodies. Where rsip rejects legal input that SBCs send
+//! (IPv6 references, `transport=ws`, non-token URI parameter values, `tel:`
+//! URIs) [`message`] checks that piece itself and lets rsip validate the rest.
 //!
 //! Everything here is bounded by [`Limits`]; bad input yields a [`SipError`]
 //! whose [`SipError::reason`] is fit for a `400` reason phrase. Nothing panics.
@@ -16,8 +19,7 @@ pub mod multipart;
 
 pub use framing::{frame_datagram, Frame, StreamFramer};
 pub use message::{
-    canonical_header_name, parse_message, Headers, MediaType, Method, Request, Response,
-    SipMessage,
+    canonical_header_name, parse_message, Headers, MediaType, Method, Request, Response, SipMessage,
 };
 pub use multipart::{body_parts, BodyPart};
 

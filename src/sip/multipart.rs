@@ -257,8 +257,12 @@ mod tests {
     #[test]
     fn simple_two_parts_lf() {
         let body = b"preamble\n--b\nContent-Type: application/sdp\n\nv=0\n\n--b\nContent-Type: application/rs-metadata+xml\n\n<x/>\n--b--\nepilogue";
-        let parts = body_parts(Some(&mt("multipart/mixed;boundary=b")), body, &Limits::default())
-            .expect("parts");
+        let parts = body_parts(
+            Some(&mt("multipart/mixed;boundary=b")),
+            body,
+            &Limits::default(),
+        )
+        .expect("parts");
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].mime(), Some("application/sdp"));
         assert_eq!(parts[0].body, b"v=0\n");
@@ -268,8 +272,12 @@ mod tests {
     #[test]
     fn boundary_prefix_is_not_a_delimiter() {
         let body = b"--b\r\nContent-Type: text/plain\r\n\r\n--bb\r\n--b--\r\n";
-        let parts = body_parts(Some(&mt("multipart/mixed;boundary=b")), body, &Limits::default())
-            .expect("parts");
+        let parts = body_parts(
+            Some(&mt("multipart/mixed;boundary=b")),
+            body,
+            &Limits::default(),
+        )
+        .expect("parts");
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].body, b"--bb");
     }
