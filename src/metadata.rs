@@ -132,10 +132,18 @@ pub const NS_SIPREC_BROADWORKS: &str = "urn:ietf:params:xml:ns:siprec";
 /// synthetic namespace declaration before giving up.
 const MAX_PREFIX_FIXUPS: usize = 8;
 
+/// Nesting ceiling whatever `MetadataLimits::max_depth` says: the XML parser
+/// recurses per level, so hostile nesting must never reach it.
+pub const HARD_MAX_DEPTH: usize = 256;
+
 /// Normalise an AOR: trims, drops surrounding `<>`, and prepends `sip:` to a
 /// bare `user@host` (anything without a URI scheme). Empty → `None`.
 pub fn normalize_aor(raw: &str) -> Option<String> {
-    let s = raw.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let s = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     if s.is_empty() {
         return None;
     }
@@ -144,7 +152,10 @@ pub fn normalize_aor(raw: &str) -> Option<String> {
             let scheme = s.get(..colon).unwrap_or_default();
             let before_at = s.find('@').is_none_or(|at| colon < at);
             before_at
-                && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
                 && scheme
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
@@ -186,13 +197,10 @@ fn declare_prefix(text: &str, prefix: &str) -> Option<String> {
             Some(b'?') => {
                 i += text.get(i..)?.find("?>")? + 2;
             }
-            Some(b'!') => {
-                if text.get(i..)?.starts_with("<!--") {
-                    i += text.get(i..)?.find("-->")? + 3;
-                } else {
-                    return None;
-                }
+            Some(b'!') if text.get(i..)?.starts_with("<!--") => {
+                i += text.get(i..)?.find("-->")? + 3;
             }
+            Some(b'!') => return None,
             Some(_) => break,
             None => return None,
         }
@@ -203,9 +211,80 @@ fn declare_prefix(text: &str, prefix: &str) -> Option<String> {
     let at = i + 1 + name_len;
     let mut out = String::with_capacity(text.len() + 64);
     out.push_str(text.get(..at)?);
-    out.push_str(&format!(" xmlns:{prefix}=\"urn:x-earshot:undeclared:{prefix}\""));
+    out.push_str(&format!(
+        " xmlns:{prefix}=\"urn:x-earshot:undeclared:{prefix}\""
+    ));
     out.push_str(text.get(at..)?);
     Some(out)
+}
+
+/// Maximum element nesting of `text`, stopping early once it exceeds
+/// `limit`. Exact for well-formed XML (comments, CDATA, processing
+/// instructions, declarations and quoted attribute values are skipped);
+/// for malformed input the XML parser reports the error afterwards. Runs
+/// before the tree is built so hostile nesting never reaches a recursive
+/// code path.
+fn nesting_exceeds(text: &str, limit: usize) -> bool {
+    let b = text.as_bytes();
+    let find = |from: usize, pat: &[u8]| -> Option<usize> {
+        b.get(from..)?
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| from + p + pat.len())
+    };
+    let mut i = 0usize;
+    let mut depth = 0usize;
+    while i < b.len() {
+        if b.get(i) != Some(&b'<') {
+            i += 1;
+            continue;
+        }
+        let rest = b.get(i..).unwrap_or_default();
+        let next = if rest.starts_with(b"<!--") {
+            find(i + 4, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            find(i + 9, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            find(i + 2, b"?>")
+        } else if rest.starts_with(b"<!") {
+            find(i + 2, b">")
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            find(i + 2, b">")
+        } else {
+            // Start tag: its '>' outside quoted attribute values.
+            let mut j = i + 1;
+            let mut quote: Option<u8> = None;
+            let mut end = None;
+            while let Some(&c) = b.get(j) {
+                match quote {
+                    Some(q) if c == q => quote = None,
+                    Some(_) => {}
+                    None if c == b'"' || c == b'\'' => quote = Some(c),
+                    None if c == b'>' => {
+                        end = Some(j);
+                        break;
+                    }
+                    None => {}
+                }
+                j += 1;
+            }
+            end.map(|e| {
+                if b.get(e.wrapping_sub(1)) != Some(&b'/') {
+                    depth += 1;
+                }
+                e + 1
+            })
+        };
+        if depth > limit {
+            return true;
+        }
+        match next {
+            Some(n) => i = n,
+            None => break,
+        }
+    }
+    false
 }
 
 fn xml_err(e: &roxmltree::Error) -> MetadataError {
@@ -232,8 +311,12 @@ pub fn parse(xml: &[u8], limits: &MetadataLimits) -> Result<RecordingMetadata, M
             "DOCTYPE and entity declarations are not allowed".into(),
         ));
     }
-    let nodes_limit = u32::try_from(limits.max_elements.saturating_mul(4).saturating_add(16))
-        .unwrap_or(u32::MAX);
+    let max_depth = limits.max_depth.min(HARD_MAX_DEPTH);
+    if nesting_exceeds(text, max_depth) {
+        return Err(MetadataError::TooDeep(max_depth));
+    }
+    let nodes_limit =
+        u32::try_from(limits.max_elements.saturating_mul(4).saturating_add(16)).unwrap_or(u32::MAX);
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit,
@@ -297,8 +380,9 @@ fn check_shape(doc: &roxmltree::Document, limits: &MetadataLimits) -> Result<(),
         if let Some(slot) = depth.get_mut(idx) {
             *slot = d;
         }
-        if d as usize > limits.max_depth {
-            return Err(MetadataError::TooDeep(limits.max_depth));
+        let max_depth = limits.max_depth.min(HARD_MAX_DEPTH);
+        if d as usize > max_depth {
+            return Err(MetadataError::TooDeep(max_depth));
         }
     }
     Ok(())
@@ -347,10 +431,7 @@ fn classify_vendor(s: &str) -> Option<&'static str> {
         ("freeswitch", "freeswitch"),
         ("opensips", "opensips"),
     ];
-    TABLE
-        .iter()
-        .find(|(k, _)| s.contains(k))
-        .map(|(_, v)| *v)
+    TABLE.iter().find(|(k, _)| s.contains(k)).map(|(_, v)| *v)
 }
 
 struct Ctx<'t> {
@@ -590,6 +671,9 @@ impl<'t> Ctx<'t> {
                 _ => {}
             }
         }
+        if id.is_empty() {
+            return; // nothing to associate the streams with
+        }
         let p = self.participant_mut(&id);
         union_into(&mut p.sends, sends);
         union_into(&mut p.receives, receives);
@@ -618,6 +702,20 @@ impl<'t> Ctx<'t> {
             let Some((kind, default_vendor)) = marker_kind(&norm, vendor) else {
                 continue;
             };
+            // Acme/Avaya write `<ucid>HEX;encoding=hex</ucid>`: keep the id.
+            let value = if kind == "ucid" {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            } else {
+                value
+            };
+            if value.is_empty() {
+                continue;
+            }
             self.add_id(&kind, value);
             if self.marker_vendor.is_none() {
                 self.marker_vendor = vendor.or(default_vendor).map(str::to_owned);
@@ -628,10 +726,7 @@ impl<'t> Ctx<'t> {
 
 /// Which original-call-id kind a vendor element carries, by normalised local
 /// name (lower-case, no `-`/`_`/`.`) and the vendor of its namespace/prefix.
-fn marker_kind(
-    norm: &str,
-    vendor: Option<&'static str>,
-) -> Option<(String, Option<&'static str>)> {
+fn marker_kind(norm: &str, vendor: Option<&'static str>) -> Option<(String, Option<&'static str>)> {
     if norm.ends_with("ucid") {
         return Some(("ucid".into(), Some("avaya")));
     }

@@ -132,7 +132,10 @@ pub const MAX_SDP_BYTES: usize = 64 * 1024;
 pub const MAX_SDP_LINES: usize = 1000;
 
 /// Finds an attribute by name (case-insensitive) in a list.
-fn find_attr<'a>(attrs: &'a [(String, Option<String>)], name: &str) -> Option<&'a (String, Option<String>)> {
+fn find_attr<'a>(
+    attrs: &'a [(String, Option<String>)],
+    name: &str,
+) -> Option<&'a (String, Option<String>)> {
     attrs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
@@ -362,13 +365,19 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
             }
             'm' => {
                 let mut it = value.split_whitespace();
-                let media = it.next().ok_or_else(|| malformed(lineno, "m= has no media type"))?;
-                let port_s = it.next().ok_or_else(|| malformed(lineno, "m= has no port"))?;
+                let media = it
+                    .next()
+                    .ok_or_else(|| malformed(lineno, "m= has no media type"))?;
+                let port_s = it
+                    .next()
+                    .ok_or_else(|| malformed(lineno, "m= has no port"))?;
                 let port_s = port_s.split('/').next().unwrap_or_default();
                 let port: u16 = port_s
                     .parse()
                     .map_err(|_| malformed(lineno, "m= port is not a number 0-65535"))?;
-                let proto = it.next().ok_or_else(|| malformed(lineno, "m= has no proto"))?;
+                let proto = it
+                    .next()
+                    .ok_or_else(|| malformed(lineno, "m= has no proto"))?;
                 sd.media.push(MediaDescription {
                     media: media.to_owned(),
                     port,
@@ -475,7 +484,9 @@ fn choose_dtmf(m: &MediaDescription, codec: Codec) -> Option<(u8, u32)> {
         .filter_map(|f| f.trim().parse::<u8>().ok())
         .filter_map(|pt| {
             maps.iter()
-                .find(|r| r.payload_type == pt && r.encoding.eq_ignore_ascii_case("telephone-event"))
+                .find(|r| {
+                    r.payload_type == pt && r.encoding.eq_ignore_ascii_case("telephone-event")
+                })
                 .map(|r| (pt, r.clock_rate))
         })
         .filter(|(_, rate)| *rate == 8000 || *rate == 48000)
