@@ -208,9 +208,11 @@ impl SessionRecord {
                     .label
                     .clone()
                     .unwrap_or_else(|| Label(a.index.to_string()));
-                let (stream_id, senders) = match metadata {
-                    Some(md) => senders_of(md, label.as_str()),
-                    None => (None, vec![]),
+                // Only a label the SRC sent can name a metadata stream; the
+                // index stand-in never does.
+                let (stream_id, senders) = match (metadata, &a.label) {
+                    (Some(md), Some(l)) => senders_of(md, l.as_str()),
+                    _ => (None, vec![]),
                 };
                 StreamInfo {
                     participant_id: senders.first().cloned(),
@@ -274,20 +276,17 @@ impl SessionRecord {
 
 /// Metadata stream id and the participants that send the stream with this label.
 fn senders_of(md: &RecordingMetadata, label: &str) -> (Option<String>, Vec<ParticipantId>) {
-    let Some(stream) = md
+    let stream_id = md
         .streams
         .iter()
-        .find(|s| s.label.as_deref() == Some(label))
-    else {
-        return (None, vec![]);
-    };
+        .find(|s| s.label.as_deref() == Some(label.trim()))
+        .map(|s| s.id.clone());
     let senders = md
-        .participants
-        .iter()
-        .filter(|p| p.sends.iter().any(|s| s == &stream.id))
+        .senders_of_label(label)
+        .into_iter()
         .map(|p| ParticipantId(p.id.clone()))
         .collect();
-    (Some(stream.id.clone()), senders)
+    (stream_id, senders)
 }
 
 fn split_host_port(s: &str) -> (String, u16) {
@@ -536,5 +535,67 @@ mod tests {
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
+    }
+
+    #[test]
+    fn streams_map_to_participants_through_metadata_not_order() {
+        use crate::metadata::{MdParticipant, MdStream};
+        use crate::sdp::{Codec, StreamAnswer};
+        let md = RecordingMetadata {
+            participants: vec![
+                MdParticipant {
+                    id: "agent".into(),
+                    aors: vec!["sip:agent@x".into()],
+                    sends: vec!["s2".into()],
+                    ..Default::default()
+                },
+                MdParticipant {
+                    id: "caller".into(),
+                    aors: vec!["sip:caller@x".into()],
+                    sends: vec!["s1".into(), "mix".into()],
+                    ..Default::default()
+                },
+            ],
+            streams: vec![
+                MdStream {
+                    id: "s1".into(),
+                    label: Some("1".into()),
+                    session: None,
+                },
+                MdStream {
+                    id: "s2".into(),
+                    label: Some("2".into()),
+                    session: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let answer = |index: usize, label: Option<&str>| StreamAnswer {
+            index,
+            label: label.map(Label::from),
+            port: 40000 + 2 * index as u16,
+            codec: Some(Codec::Pcmu),
+            payload_type: Some(0),
+            dtmf_payload_type: None,
+            direction: Direction::RecvOnly,
+            paused: false,
+            remote: None,
+        };
+        let mut r = rec("m", 0, CallStatus::Active);
+        r.apply(
+            Some(&md),
+            &[answer(0, Some("1")), answer(1, Some("2")), answer(2, None)],
+        );
+        let who: Vec<Option<&str>> = r
+            .streams
+            .iter()
+            .map(|s| s.participant_id.as_ref().map(|p| p.as_str()))
+            .collect();
+        // The first m-line is the caller's although the agent is listed first.
+        assert_eq!(who, [Some("caller"), Some("agent"), None]);
+        // No a=label: the m-line index stands in.
+        assert_eq!(r.streams[2].label.as_str(), "2");
+        assert_eq!(r.participants.len(), 2);
+        assert!(r.source.has_metadata);
     }
 }
