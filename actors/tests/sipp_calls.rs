@@ -537,13 +537,11 @@ fn vendor_suite(transport: Transport) {
         })
         .unwrap_or_default();
     xmls.sort();
-    if xmls.is_empty() {
-        eprintln!(
-            "no vendor scenarios in {} yet: nothing to run",
-            dir.display()
-        );
-        return;
-    }
+    assert!(
+        xmls.len() >= 10,
+        "expected the 10 vendor scenarios in {}, found {xmls:?}",
+        dir.display()
+    );
     let expect: BTreeMap<String, Value> = serde_json::from_str(
         &std::fs::read_to_string(&expect_path)
             .unwrap_or_else(|e| panic!("{}: {e}", expect_path.display())),
@@ -555,7 +553,7 @@ fn vendor_suite(transport: Transport) {
     }
 
     // All vendors at once against one engine: also a concurrency check.
-    let engine = Engine::start();
+    let mut engine = Engine::start();
     let mut checks: Vec<VendorCheck> = xmls
         .iter()
         .map(|x| {
@@ -662,6 +660,28 @@ fn vendor_suite(transport: Transport) {
                 failures.push(format!(
                     "{}: not completed/bye after BYE: {} {}",
                     c.name, r.status, r.text
+                ));
+            }
+        }
+    }
+    // Every ended session is readable after a restart, participants intact.
+    if failures.is_empty() {
+        engine.restart();
+        for c in &checks {
+            let Some(last) = &c.last else { continue };
+            let id = s(&last["call_id"]).to_owned();
+            let r = engine.call(&id);
+            if r.status != 200 {
+                failures.push(format!("{}: after restart GET gave {}", c.name, r.status));
+                continue;
+            }
+            if r.body["participants"] != last["participants"] || s(&r.body["status"]) != "completed"
+            {
+                failures.push(format!(
+                    "{}: after restart: {} (live view was {})",
+                    c.name,
+                    pretty(&r.body),
+                    pretty(last)
                 ));
             }
         }
