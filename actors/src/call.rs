@@ -37,28 +37,32 @@ pub struct CallActor {
     fault: bool,
 }
 
+/// What a call starts with.
+pub struct CallInit {
+    pub record: SessionRecord,
+    pub metadata: Option<RecordingMetadata>,
+    pub streams: Vec<StreamAnswer>,
+    /// RTP sockets by local port, bound before the 200 OK.
+    pub sockets: Vec<(u16, std::net::UdpSocket)>,
+    /// Address sockets for renegotiated streams bind to.
+    pub bind_ip: std::net::IpAddr,
+    /// Test hook (see `CallActor::fault`).
+    pub fault: bool,
+}
+
 impl CallActor {
-    pub fn new(
-        record: SessionRecord,
-        metadata: Option<RecordingMetadata>,
-        streams: Vec<StreamAnswer>,
-        sockets: Vec<(u16, std::net::UdpSocket)>,
-        bind_ip: std::net::IpAddr,
-        registry: Addr<RegistryActor>,
-        store: Addr<StoreActor>,
-        fault: bool,
-    ) -> Self {
+    pub fn new(init: CallInit, registry: Addr<RegistryActor>, store: Addr<StoreActor>) -> Self {
         Self {
-            record,
-            metadata,
-            streams,
+            record: init.record,
+            metadata: init.metadata,
+            streams: init.streams,
             registry,
             store,
-            sockets: sockets.into_iter().collect(),
-            bind_ip,
+            sockets: init.sockets.into_iter().collect(),
+            bind_ip: init.bind_ip,
             dirty: true,
             finishing: false,
-            fault,
+            fault: init.fault,
         }
     }
 

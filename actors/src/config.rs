@@ -80,7 +80,7 @@ impl Settings {
                 .with_context(|| format!("config file {}", cli.config.display()))?,
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
-                    && cli.config == PathBuf::from("config/default.toml") =>
+                    && cli.config.as_path() == std::path::Path::new("config/default.toml") =>
             {
                 FileConfig::default()
             }

@@ -63,15 +63,16 @@ fn mailbox_error() -> HttpResponse {
     detail(StatusCode::SERVICE_UNAVAILABLE, "engine is shutting down")
 }
 
-fn check_call_id(id: &str) -> Result<(), HttpResponse> {
+/// The 422 for a call id that cannot be one, if it cannot.
+fn call_id_error(id: &str) -> Option<HttpResponse> {
     if id.is_empty() || id.len() > MAX_CALL_ID || id.chars().any(|c| c.is_control()) {
-        return Err(invalid(
+        return Some(invalid(
             &["path", "call_id"],
             "Invalid call_id format",
             "value_error",
         ));
     }
-    Ok(())
+    None
 }
 
 async fn health(reg: Registry) -> HttpResponse {
@@ -183,7 +184,7 @@ async fn stats(reg: Registry) -> HttpResponse {
 
 async fn get_call(reg: Registry, path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
-    if let Err(r) = check_call_id(&id) {
+    if let Some(r) = call_id_error(&id) {
         return r;
     }
     match reg.send(GetCall(id)).await {
@@ -199,7 +200,7 @@ async fn end_call(
     q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    if let Err(r) = check_call_id(&id) {
+    if let Some(r) = call_id_error(&id) {
         return r;
     }
     let reason = q.get("reason").cloned().unwrap_or_else(|| "manual".into());

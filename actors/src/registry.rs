@@ -3,7 +3,7 @@
 //! layer's questions from snapshots (live) or the store (ended). HTTP
 //! handlers talk only to this actor.
 
-use crate::call::{CallActor, CallUpdate};
+use crate::call::{CallActor, CallInit, CallUpdate};
 use crate::sip_actor::{Control, EndAll, GetSipHealth, SipActor, SipHealth};
 use crate::store::{Count, Find, List, StoreActor};
 use actix::prelude::*;
@@ -111,14 +111,16 @@ impl RegistryActor {
             "recording session offered"
         );
         let actor = CallActor::new(
-            record.clone(),
-            offer.metadata,
-            offer.streams,
-            sockets,
-            self.cfg.rtp_bind_ip,
+            CallInit {
+                record: record.clone(),
+                metadata: offer.metadata,
+                streams: offer.streams,
+                sockets,
+                bind_ip: self.cfg.rtp_bind_ip,
+                fault,
+            },
             ctx.address(),
             self.store.clone(),
-            fault,
         );
         let addr = actor.start();
         self.calls.insert(
