@@ -38,6 +38,18 @@ pub struct Cli {
     /// Delay before the 200 OK to an INVITE, in milliseconds.
     #[arg(long, env = "EARSHOT_ANSWER_DELAY_MS")]
     pub answer_delay_ms: Option<u64>,
+    /// Jitter buffer depth in milliseconds.
+    #[arg(long, env = "EARSHOT_JITTER_MS")]
+    pub jitter_ms: Option<u64>,
+    /// webrtc-vad aggressiveness, 0 (least) to 3 (most).
+    #[arg(long, env = "EARSHOT_VAD_MODE")]
+    pub vad_mode: Option<u8>,
+    /// Drop RTP from other addresses than the latched source.
+    #[arg(long, env = "EARSHOT_STRICT_RTP_SOURCE")]
+    pub strict_rtp_source: Option<bool>,
+    /// Media threads (default: one per CPU core).
+    #[arg(long, env = "EARSHOT_MEDIA_THREADS")]
+    pub media_threads: Option<usize>,
     /// Testing only: honour `X-Earshot-Fault: panic` in INVITEs (the call's
     /// actor panics, proving one call's failure stays in that call).
     #[arg(long, env = "EARSHOT_FAULT_INJECTION", hide = true)]
@@ -56,6 +68,10 @@ pub struct FileConfig {
     pub max_calls: Option<usize>,
     pub answer_delay_ms: Option<u64>,
     pub fault_injection: Option<bool>,
+    pub jitter_ms: Option<u64>,
+    pub vad_mode: Option<u8>,
+    pub strict_rtp_source: Option<bool>,
+    pub media_threads: Option<usize>,
 }
 
 /// The merged settings the engine runs with.
@@ -69,6 +85,10 @@ pub struct Settings {
     pub max_calls: usize,
     pub answer_delay_ms: u64,
     pub fault_injection: bool,
+    pub jitter_ms: u64,
+    pub vad_mode: u8,
+    pub strict_rtp_source: bool,
+    pub media_threads: usize,
 }
 
 impl Settings {
@@ -101,6 +121,14 @@ impl Settings {
             .or(file.rtp_ports)
             .unwrap_or_else(|| "40000-49999".into());
         let rtp_ports = earshot::ports::parse_range(&ports).context("rtp_ports")?;
+        let jitter_ms = cli.jitter_ms.or(file.jitter_ms).unwrap_or(60);
+        if !(10..=1000).contains(&jitter_ms) {
+            anyhow::bail!("jitter_ms must be between 10 and 1000, got {jitter_ms}");
+        }
+        let vad_mode = cli.vad_mode.or(file.vad_mode).unwrap_or(2);
+        if vad_mode > 3 {
+            anyhow::bail!("vad_mode must be 0..=3, got {vad_mode}");
+        }
         let media_ip = match cli.media_ip.or(file.media_ip) {
             Some(ip) => ip,
             None if !sip_listen.ip().is_unspecified() => sip_listen.ip(),
@@ -124,6 +152,21 @@ impl Settings {
             max_calls: cli.max_calls.or(file.max_calls).unwrap_or(2000),
             answer_delay_ms: cli.answer_delay_ms.or(file.answer_delay_ms).unwrap_or(0),
             fault_injection: cli.fault_injection || file.fault_injection.unwrap_or(false),
+            jitter_ms,
+            vad_mode,
+            strict_rtp_source: cli
+                .strict_rtp_source
+                .or(file.strict_rtp_source)
+                .unwrap_or(false),
+            media_threads: cli
+                .media_threads
+                .or(file.media_threads)
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(2)
+                })
+                .max(1),
         })
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 /// Run the engine until a termination signal.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    raise_fd_limit();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     let mut store = SledStore::open(&settings.data_dir.join("sessions.sled"))
@@ -120,5 +121,14 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Thousands of calls need thousands of sockets: raise the soft open-file
+/// limit to the hard limit.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(%e, "could not raise the open-file limit"),
     }
 }
