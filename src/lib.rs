@@ -13,9 +13,11 @@
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
 
+pub mod codec;
 pub mod ids;
 pub mod metadata;
 pub mod ports;
+pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod sip;
