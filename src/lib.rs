@@ -13,12 +13,16 @@
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
 
+pub mod classify;
 pub mod codec;
 pub mod ids;
+pub mod media;
 pub mod metadata;
 pub mod ports;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod sip;
+pub mod talktime;
 pub mod uas;
+pub mod vad;

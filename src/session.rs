@@ -3,9 +3,13 @@
 //! source) and what the store persists. Also the [`SessionStore`] trait that
 //! keeps the store replaceable, its query type, and an in-memory double.
 
+use crate::classify::AudioClass;
 use crate::ids::{CallId, Label, ParticipantId};
+use crate::media::{MediaEvent, PipelineCounters};
 use crate::metadata::{OriginalCallId, RecordingMetadata};
+use crate::rtp::stats::StreamStats;
 use crate::sdp::{Direction, StreamAnswer};
+use crate::vad::SpeechRegion;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,7 +59,7 @@ pub struct Participant {
 }
 
 /// One recorded media stream (an answered m-line).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamInfo {
     /// SDP `a=label` (the m-line index as text when the SRC sent none).
     pub label: Label,
@@ -76,7 +80,75 @@ pub struct StreamInfo {
     /// Metadata stream id, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_id: Option<String>,
+    /// RTP receive quality (packets, loss, jitter, MOS...).
+    #[serde(default)]
+    pub stats: Option<StreamStats>,
+    /// What the receive path discarded and why.
+    #[serde(default)]
+    pub receive: ReceiveCounters,
+    /// Speech regions on the participant timeline (ms since call start).
+    #[serde(default)]
+    pub speech: Vec<SpeechRegion>,
+    /// Audio class being heard now (live only).
+    #[serde(default)]
+    pub class: Option<AudioClass>,
+    /// This stream's recording (16 kHz mono WAV).
+    #[serde(default)]
+    pub recording: Option<String>,
+    /// Milliseconds of audio on this stream's timeline.
+    #[serde(default)]
+    pub recorded_ms: u64,
 }
+
+/// Datagrams the engine discarded on a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ReceiveCounters {
+    /// Dropped because the call's media mailbox was full.
+    pub dropped_by_engine: u64,
+    pub rtcp_packets: u64,
+    pub malformed: u64,
+    pub unknown_payload_type: u64,
+    pub rejected_source: u64,
+    pub dtmf_packets: u64,
+    pub comfort_noise: u64,
+    pub ignored_while_paused: u64,
+    pub decode_errors: u64,
+}
+
+impl ReceiveCounters {
+    pub fn new(dropped_by_engine: u64, rtcp_packets: u64, c: PipelineCounters) -> Self {
+        Self {
+            dropped_by_engine,
+            rtcp_packets,
+            malformed: c.malformed,
+            unknown_payload_type: c.unknown_payload_type,
+            rejected_source: c.rejected_source,
+            dtmf_packets: c.dtmf_packets,
+            comfort_noise: c.comfort_noise,
+            ignored_while_paused: c.ignored_while_paused,
+            decode_errors: c.decode_errors,
+        }
+    }
+}
+
+/// Where the recordings are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Recordings {
+    /// Two-channel WAV: first stream left, second right (two or more streams).
+    pub stereo: Option<String>,
+}
+
+/// A media event with the stream it happened on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEvent {
+    pub label: Label,
+    pub participant_id: Option<ParticipantId>,
+    #[serde(flatten)]
+    pub event: MediaEvent,
+}
+
+/// Most events kept in a session record.
+pub const MAX_EVENTS: usize = 2000;
 
 /// Where the recording came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -139,6 +211,14 @@ pub struct SessionRecord {
     pub segment_count: u64,
     pub processing_mode: String,
     pub processing_plan: serde_json::Value,
+    #[serde(default)]
+    pub recordings: Recordings,
+    /// Media events (speech, DTMF, hold, SSRC, pause), oldest first, at
+    /// most [`MAX_EVENTS`] (`events_dropped` counts the rest).
+    #[serde(default)]
+    pub events: Vec<CallEvent>,
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 impl SessionRecord {
@@ -172,6 +252,9 @@ impl SessionRecord {
                 "transcription": false,
                 "analysis": false
             }),
+            recordings: Recordings::default(),
+            events: vec![],
+            events_dropped: 0,
         }
     }
 
@@ -201,6 +284,7 @@ impl SessionRecord {
             self.metadata_extensions = md.extensions.clone();
             self.source.has_metadata = true;
         }
+        let old = std::mem::take(&mut self.streams);
         self.streams = answers
             .iter()
             .map(|a| {
@@ -214,7 +298,14 @@ impl SessionRecord {
                     (Some(md), Some(l)) => senders_of(md, l.as_str()),
                     _ => (None, vec![]),
                 };
+                let prev = old.iter().find(|s| s.label == label);
                 StreamInfo {
+                    stats: prev.and_then(|p| p.stats),
+                    receive: prev.map(|p| p.receive).unwrap_or_default(),
+                    speech: prev.map(|p| p.speech.clone()).unwrap_or_default(),
+                    class: prev.and_then(|p| p.class),
+                    recording: prev.and_then(|p| p.recording.clone()),
+                    recorded_ms: prev.map(|p| p.recorded_ms).unwrap_or_default(),
                     participant_id: senders.first().cloned(),
                     participant_ids: if senders.len() > 1 { senders } else { vec![] },
                     label,
@@ -228,6 +319,24 @@ impl SessionRecord {
                 }
             })
             .collect();
+    }
+
+    /// Append a media event of the stream with m-line `index`.
+    pub fn push_event(&mut self, stream_label: Label, event: MediaEvent) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events_dropped += 1;
+            return;
+        }
+        let participant_id = self
+            .streams
+            .iter()
+            .find(|s| s.label == stream_label)
+            .and_then(|s| s.participant_id.clone());
+        self.events.push(CallEvent {
+            label: stream_label,
+            participant_id,
+            event,
+        });
     }
 
     /// Close the session.

@@ -1,25 +1,45 @@
 //! One recording session: the supervised `CallActor`.
 //!
-//! It owns the session record and the call's RTP sockets (counting packets
-//! for now; the media plane hangs off here), applies signalling updates the
-//! registry forwards, journals its state to the store, and on the end writes
-//! the final record durably before telling the registry. Every handler runs
-//! behind a panic guard: a panic ends this call as `failed` with the panic
-//! message, persisted, and touches nothing else.
+//! It owns the session record and starts the call's `MediaActor` (on a
+//! media arbiter) with the RTP/RTCP sockets the registry bound before the
+//! 200 OK. It applies signalling updates the registry forwards, folds the
+//! media actor's reports (events, statistics, speech regions, recordings)
+//! into the record, journals the record to the store, and at the end stops
+//! the media (final playout, WAVs finalized), writes the final record
+//! durably, and tells the registry. Every handler runs behind a panic guard:
+//! a panic ends this call as `failed` with the panic message, persisted, and
+//! touches nothing else.
 
+use crate::media::{MediaActor, MediaConfig, Renegotiate, StopMedia, StreamSetup};
 use crate::registry::{Finished, RegistryActor, Snapshot};
 use crate::store::{Put, StoreActor};
 use actix::prelude::*;
+use earshot::classify::AudioClass;
+use earshot::ids::Label;
+use earshot::media::{MediaEvent, PipelineCounters};
 use earshot::metadata::RecordingMetadata;
+use earshot::rtp::stats::StreamStats;
 use earshot::sdp::StreamAnswer;
-use earshot::session::{CallStatus, SessionRecord};
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use earshot::session::{CallStatus, ReceiveCounters, SessionRecord};
+use earshot::vad::SpeechRegion;
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a live call journals itself and refreshes the registry's view.
 const TICK: Duration = Duration::from_secs(1);
+
+/// RTP socket (and RTCP socket on port+1, when it could be bound) of a port.
+pub type BoundPort = (u16, std::net::UdpSocket, Option<std::net::UdpSocket>);
+
+/// Bind the RTP port and, best effort, RTCP on port+1.
+pub fn bind_port(ip: std::net::IpAddr, port: u16) -> std::io::Result<BoundPort> {
+    let rtp = std::net::UdpSocket::bind((ip, port))?;
+    let rtcp = port
+        .checked_add(1)
+        .and_then(|p| std::net::UdpSocket::bind((ip, p)).ok());
+    Ok((port, rtp, rtcp))
+}
 
 pub struct CallActor {
     record: SessionRecord,
@@ -27,8 +47,14 @@ pub struct CallActor {
     streams: Vec<StreamAnswer>,
     registry: Addr<RegistryActor>,
     store: Addr<StoreActor>,
-    /// RTP sockets by local port (bound by the registry before we answer).
-    sockets: HashMap<u16, std::net::UdpSocket>,
+    media: Option<Addr<MediaActor>>,
+    /// Sockets not yet handed to the media actor.
+    unbound: Vec<BoundPort>,
+    /// Ports the media actor already reads.
+    ports: HashSet<u16>,
+    media_cfg: MediaConfig,
+    arbiter: ArbiterHandle,
+    start: Instant,
     bind_ip: std::net::IpAddr,
     dirty: bool,
     finishing: bool,
@@ -42,12 +68,41 @@ pub struct CallInit {
     pub record: SessionRecord,
     pub metadata: Option<RecordingMetadata>,
     pub streams: Vec<StreamAnswer>,
-    /// RTP sockets by local port, bound before the 200 OK.
-    pub sockets: Vec<(u16, std::net::UdpSocket)>,
+    /// Sockets bound before the 200 OK.
+    pub sockets: Vec<BoundPort>,
     /// Address sockets for renegotiated streams bind to.
     pub bind_ip: std::net::IpAddr,
+    pub media: MediaConfig,
+    /// The media arbiter this call's audio runs on.
+    pub arbiter: ArbiterHandle,
     /// Test hook (see `CallActor::fault`).
     pub fault: bool,
+}
+
+/// One stream's state in a media report.
+#[derive(Debug, Clone)]
+pub struct StreamReport {
+    pub index: usize,
+    pub label: String,
+    pub stats: StreamStats,
+    pub counters: PipelineCounters,
+    pub dropped_by_engine: u64,
+    pub rtcp_packets: u64,
+    pub regions: Vec<SpeechRegion>,
+    pub class: Option<AudioClass>,
+    pub recording: Option<String>,
+    pub recorded_ms: u64,
+}
+
+/// What the media actor tells its call (events every tick that has some,
+/// stream state every second and at the end).
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "()")]
+pub struct MediaReport {
+    /// (m-line index, event)
+    pub events: Vec<(usize, MediaEvent)>,
+    pub streams: Vec<StreamReport>,
+    pub stereo: Option<String>,
 }
 
 impl CallActor {
@@ -58,7 +113,12 @@ impl CallActor {
             streams: init.streams,
             registry,
             store,
-            sockets: init.sockets.into_iter().collect(),
+            media: None,
+            unbound: init.sockets,
+            ports: HashSet::new(),
+            media_cfg: init.media,
+            arbiter: init.arbiter,
+            start: Instant::now(),
             bind_ip: init.bind_ip,
             dirty: true,
             finishing: false,
@@ -86,41 +146,39 @@ impl CallActor {
         }
     }
 
-    fn start_rtp(&mut self, ctx: &mut Context<Self>, port: u16) {
-        let Some(sock) = self.sockets.get(&port) else {
-            return;
-        };
-        let Ok(std_sock) = sock.try_clone() else {
-            return;
-        };
-        if std_sock.set_nonblocking(true).is_err() {
-            return;
-        }
-        let Ok(sock) = tokio::net::UdpSocket::from_std(std_sock) else {
-            return;
-        };
-        let packets =
-            futures_util::stream::unfold((sock, vec![0u8; 2048]), move |(s, mut buf)| async move {
-                loop {
-                    if let Ok((n, from)) = s.recv_from(&mut buf).await {
-                        return Some((Rtp { port, len: n, from }, (s, buf)));
-                    }
-                }
+    /// Stream setups for the current answers: sockets for ports not yet read.
+    fn setups(&mut self) -> Vec<StreamSetup> {
+        let mut out = vec![];
+        for a in &self.streams {
+            let sock = self
+                .unbound
+                .iter()
+                .position(|(p, _, _)| *p == a.port && a.port != 0)
+                .map(|i| self.unbound.swap_remove(i));
+            if let Some((port, _, _)) = &sock {
+                self.ports.insert(*port);
+            }
+            out.push(StreamSetup {
+                answer: a.clone(),
+                sockets: sock.map(|(_, rtp, rtcp)| (rtp, rtcp)),
             });
-        ctx.add_stream(packets);
+        }
+        out
     }
 
     /// Bind sockets for ports a renegotiation added.
-    fn bind_new_ports(&mut self, ctx: &mut Context<Self>, streams: &[StreamAnswer]) {
-        for s in streams {
-            if s.port != 0 && !self.sockets.contains_key(&s.port) {
-                match std::net::UdpSocket::bind((self.bind_ip, s.port)) {
-                    Ok(sock) => {
-                        self.sockets.insert(s.port, sock);
-                        self.start_rtp(ctx, s.port);
-                    }
-                    Err(e) => tracing::warn!(%e, port = s.port, "RTP bind failed"),
-                }
+    fn bind_new_ports(&mut self) {
+        let wanted: Vec<u16> = self
+            .streams
+            .iter()
+            .map(|s| s.port)
+            .filter(|p| *p != 0 && !self.ports.contains(p))
+            .filter(|p| !self.unbound.iter().any(|(q, _, _)| q == p))
+            .collect();
+        for port in wanted {
+            match bind_port(self.bind_ip, port) {
+                Ok(b) => self.unbound.push(b),
+                Err(e) => tracing::warn!(%e, port, "RTP bind failed"),
             }
         }
     }
@@ -139,6 +197,44 @@ impl CallActor {
         self.dirty = true;
     }
 
+    fn label_of(&self, index: usize) -> Label {
+        self.streams
+            .iter()
+            .find(|a| a.index == index)
+            .and_then(|a| a.label.clone())
+            .unwrap_or_else(|| Label(index.to_string()))
+    }
+
+    fn absorb(&mut self, r: MediaReport) {
+        for (index, e) in r.events {
+            let label = self.label_of(index);
+            self.record.push_event(label, e);
+            self.dirty = true;
+        }
+        if !r.streams.is_empty() {
+            let mut packets = 0;
+            let mut bytes = 0;
+            for s in &r.streams {
+                packets += s.stats.packets;
+                bytes += s.stats.bytes;
+                let label = self.label_of(s.index);
+                if let Some(info) = self.record.streams.iter_mut().find(|i| i.label == label) {
+                    info.stats = Some(s.stats);
+                    info.receive =
+                        ReceiveCounters::new(s.dropped_by_engine, s.rtcp_packets, s.counters);
+                    info.speech = s.regions.clone();
+                    info.class = s.class;
+                    info.recording = s.recording.clone();
+                    info.recorded_ms = s.recorded_ms;
+                }
+            }
+            self.record.counters.rtp_packets = packets;
+            self.record.counters.rtp_bytes = bytes;
+            self.record.recordings.stereo = r.stereo;
+            self.dirty = true;
+        }
+    }
+
     fn publish(&mut self) {
         let now = chrono::Utc::now();
         self.record.total_audio_duration = self.record.duration_secs(now);
@@ -152,7 +248,8 @@ impl CallActor {
         }
     }
 
-    /// Close the record, persist it durably, tell the registry, stop.
+    /// Stop the media, close the record, persist it durably, tell the
+    /// registry, stop.
     fn finish(
         &mut self,
         ctx: &mut Context<Self>,
@@ -165,26 +262,44 @@ impl CallActor {
             return;
         }
         self.finishing = true;
-        self.record.finish(status, reason, chrono::Utc::now());
-        self.sockets.clear();
-        let record = self.record.clone();
-        let put = self.store.send(Put {
-            record: record.clone(),
-            durable: true,
-        });
-        put.into_actor(self)
-            .map(move |res, act, ctx| {
-                let persisted = matches!(res, Ok(Ok(())));
-                if !persisted {
-                    tracing::error!(call_id = %record.call_id, ?res, "could not persist session");
+        let reason = reason.to_owned();
+        let media = self.media.take();
+        let stopped = async move {
+            match media {
+                Some(m) => m.send(StopMedia).await.ok(),
+                None => None,
+            }
+        };
+        stopped
+            .into_actor(self)
+            .then(move |report, act, _| {
+                if let Some(r) = report {
+                    act.absorb(r);
                 }
-                act.registry.do_send(Finished {
-                    record,
-                    confirm,
-                    hang_up,
-                    persisted,
-                });
-                ctx.stop();
+                for c in act.record.streams.iter_mut() {
+                    c.class = None;
+                }
+                act.record.finish(status, &reason, chrono::Utc::now());
+                let record = act.record.clone();
+                act.store
+                    .send(Put {
+                        record: record.clone(),
+                        durable: true,
+                    })
+                    .into_actor(act)
+                    .map(move |res, act, ctx| {
+                        let persisted = matches!(res, Ok(Ok(())));
+                        if !persisted {
+                            tracing::error!(call_id = %record.call_id, ?res, "could not persist session");
+                        }
+                        act.registry.do_send(Finished {
+                            record,
+                            confirm,
+                            hang_up,
+                            persisted,
+                        });
+                        ctx.stop();
+                    })
             })
             .wait(ctx);
     }
@@ -195,10 +310,14 @@ impl Actor for CallActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
-        let ports: Vec<u16> = self.sockets.keys().copied().collect();
-        for p in ports {
-            self.start_rtp(ctx, p);
-        }
+        let setups = self.setups();
+        let me = ctx.address();
+        let cfg = self.media_cfg.clone();
+        let call_id = self.record.call_id.0.clone();
+        let start = self.start;
+        self.media = Some(MediaActor::start_in_arbiter(&self.arbiter, move |_| {
+            MediaActor::new(me, cfg, &call_id, start, setups)
+        }));
         self.publish();
         ctx.run_interval(TICK, |act, ctx| {
             act.guarded(ctx, |act, _| {
@@ -211,20 +330,11 @@ impl Actor for CallActor {
     }
 }
 
-struct Rtp {
-    #[allow(dead_code)]
-    port: u16,
-    len: usize,
-    #[allow(dead_code)]
-    from: SocketAddr,
-}
-
-impl StreamHandler<Rtp> for CallActor {
-    fn handle(&mut self, p: Rtp, _: &mut Context<Self>) {
-        self.record.counters.rtp_packets += 1;
-        self.record.counters.rtp_bytes += p.len as u64;
+impl Handler<MediaReport> for CallActor {
+    type Result = ();
+    fn handle(&mut self, r: MediaReport, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |act, _| act.absorb(r));
     }
-    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 /// Signalling updates for the call.
@@ -239,7 +349,7 @@ pub enum CallUpdate {
         metadata: Option<RecordingMetadata>,
     },
     /// End the call with this status and reason. `confirm`: the SRC's BYE
-    /// waits for our persistence. `hang_up`: we must BYE the SRC.
+    /// waits for our persistence.
     Finish {
         status: CallStatus,
         reason: String,
@@ -265,8 +375,12 @@ impl Handler<CallUpdate> for CallActor {
                     act.record.counters.reinvites += 1;
                 }
                 if let Some(streams) = streams {
-                    act.bind_new_ports(ctx, &streams);
                     act.streams = streams;
+                    act.bind_new_ports();
+                    let setups = act.setups();
+                    if let Some(m) = &act.media {
+                        m.do_send(Renegotiate(setups));
+                    }
                 }
                 if let Some(md) = metadata {
                     act.record.counters.metadata_updates += 1;

@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::http;
+use crate::media::MediaConfig;
 use crate::registry::{HttpReady, RegistryActor, RegistryConfig, SetSip, Shutdown};
 use crate::sip_actor::SipActor;
 use crate::store::{SledStore, StoreActor};
@@ -50,8 +51,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "fault injection is ON (X-Earshot-Fault headers are honoured): testing only"
         );
     }
+    let media_threads: Vec<Arbiter> = (0..settings.media_threads).map(|_| Arbiter::new()).collect();
+    let recordings_dir = settings.data_dir.join("recordings");
+    std::fs::create_dir_all(&recordings_dir)
+        .with_context(|| format!("creating {}", recordings_dir.display()))?;
     let registry = RegistryActor::new(
         RegistryConfig {
+            media: MediaConfig {
+                jitter_depth: Duration::from_millis(settings.jitter_ms),
+                vad_mode: settings.vad_mode,
+                strict_source: settings.strict_rtp_source,
+                recordings_dir,
+            },
+            arbiters: media_threads.iter().map(|a| a.handle()).collect(),
             answer_delay: Duration::from_millis(settings.answer_delay_ms),
             rtp_bind_ip: settings.sip_listen.ip(),
             fault_injection: settings.fault_injection,
@@ -105,6 +117,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(ended, "live calls ended and persisted");
     handle.stop(true).await;
     let _ = server_task.await;
+    for a in media_threads {
+        a.stop();
+    }
     System::current().stop();
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! * [`registry`]: every live call; starts and supervises `CallActor`s;
 //!   answers the HTTP layer.
 //! * [`call`]: one recording session.
+//! * [`media`]: one call's RTP receive, decode, analysis and recordings.
 //! * [`store`]: sled persistence on its own thread.
 //! * [`http`]: the REST API.
 //! * [`config`]: CLI / env / TOML settings.
@@ -13,6 +14,7 @@ pub mod call;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod media;
 pub mod registry;
 pub mod sip_actor;
 pub mod store;

@@ -3,7 +3,8 @@
 //! layer's questions from snapshots (live) or the store (ended). HTTP
 //! handlers talk only to this actor.
 
-use crate::call::{CallActor, CallInit, CallUpdate};
+use crate::call::{bind_port, CallActor, CallInit, CallUpdate};
+use crate::media::MediaConfig;
 use crate::sip_actor::{Control, EndAll, GetSipHealth, SipActor, SipHealth};
 use crate::store::{Count, Find, List, StoreActor};
 use actix::prelude::*;
@@ -31,6 +32,9 @@ pub struct RegistryConfig {
     pub rtp_bind_ip: IpAddr,
     /// Honour `X-Earshot-Fault` request headers (tests only).
     pub fault_injection: bool,
+    pub media: MediaConfig,
+    /// Media threads; calls are spread over them round-robin.
+    pub arbiters: Vec<ArbiterHandle>,
 }
 
 pub struct RegistryActor {
@@ -43,6 +47,7 @@ pub struct RegistryActor {
     /// Callers of `EndCall`/shutdown waiting for a call to be persisted.
     waiters: HashMap<CallId, Vec<oneshot::Sender<()>>>,
     ended_total: u64,
+    next_arbiter: usize,
 }
 
 impl RegistryActor {
@@ -56,6 +61,7 @@ impl RegistryActor {
             http_ready: false,
             waiters: HashMap::new(),
             ended_total: 0,
+            next_arbiter: 0,
         }
     }
 
@@ -85,8 +91,8 @@ impl RegistryActor {
         // Bind every answered RTP port before saying yes.
         let mut sockets = vec![];
         for s in offer.streams.iter().filter(|s| s.port != 0) {
-            match std::net::UdpSocket::bind((self.cfg.rtp_bind_ip, s.port)) {
-                Ok(sock) => sockets.push((s.port, sock)),
+            match bind_port(self.cfg.rtp_bind_ip, s.port) {
+                Ok(bound) => sockets.push(bound),
                 Err(e) => {
                     tracing::warn!(%call_id, port = s.port, %e, "RTP port busy; refusing call");
                     self.sip(Control::Reject(
@@ -117,6 +123,8 @@ impl RegistryActor {
                 streams: offer.streams,
                 sockets,
                 bind_ip: self.cfg.rtp_bind_ip,
+                media: self.cfg.media.clone(),
+                arbiter: self.pick_arbiter(),
                 fault,
             },
             ctx.address(),
@@ -136,6 +144,15 @@ impl RegistryActor {
             ctx.run_later(self.cfg.answer_delay, move |act, _| {
                 act.sip(Control::Accept(call_id));
             });
+        }
+    }
+
+    fn pick_arbiter(&mut self) -> ArbiterHandle {
+        let n = self.cfg.arbiters.len();
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        match self.cfg.arbiters.get(self.next_arbiter % n.max(1)) {
+            Some(a) => a.clone(),
+            None => Arbiter::current(),
         }
     }
 

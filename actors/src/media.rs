@@ -1,0 +1,512 @@
+//! The `MediaActor`: one per call, on one of the media arbiters (threads
+//! separate from signalling and HTTP). It owns the call's RTP/RTCP sockets
+//! and one [`StreamPipeline`] per answered m-line.
+//!
+//! Socket readers are futures on the same arbiter that hand each datagram
+//! to the actor's bounded mailbox with `try_send`; a full mailbox drops the
+//! datagram and counts it (`dropped_by_engine`). Every 20 ms the actor plays
+//! out what is due, writes the recordings (one WAV per stream, plus a
+//! stereo WAV of the first two streams), and sends what happened (speech,
+//! DTMF, hold, SSRC, pause events) to its `CallActor`; every second also
+//! the streams' statistics and a WAV header flush (so a crash loses at most
+//! the last second of audio).
+
+use crate::call::{CallActor, MediaReport, StreamReport};
+use actix::prelude::*;
+use earshot::media::{MediaEvent, StreamConfig, StreamPipeline};
+use earshot::sdp::{Codec, StreamAnswer};
+use earshot::vad::VadConfig;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Play-out period.
+const TICK: Duration = Duration::from_millis(20);
+/// Statistics and WAV header flush period, in ticks.
+const REPORT_TICKS: u32 = 50;
+/// Datagrams queued per call before the engine drops them.
+pub const MAILBOX: usize = 1024;
+
+type Wav = hound::WavWriter<BufWriter<File>>;
+
+/// Media settings shared by every call.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    pub jitter_depth: Duration,
+    pub vad_mode: u8,
+    pub strict_source: bool,
+    /// Root of the recordings (`<data_dir>/recordings`).
+    pub recordings_dir: PathBuf,
+}
+
+/// What the call hands its media actor for one stream.
+pub struct StreamSetup {
+    pub answer: StreamAnswer,
+    /// RTP and (best effort) RTCP sockets; `None` for a stream whose
+    /// sockets the media actor already reads.
+    pub sockets: Option<(std::net::UdpSocket, Option<std::net::UdpSocket>)>,
+}
+
+struct Stream {
+    index: usize,
+    label: String,
+    pipeline: StreamPipeline,
+    dropped: Rc<Cell<u64>>,
+    rtcp_packets: Rc<Cell<u64>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    wav: Option<Wav>,
+    path: PathBuf,
+    /// This tick's new audio.
+    audio: Vec<f32>,
+}
+
+pub struct MediaActor {
+    call: Addr<CallActor>,
+    cfg: MediaConfig,
+    start: Instant,
+    dir: PathBuf,
+    /// Sockets and answers waiting for `started` (they must be registered
+    /// on this arbiter's runtime).
+    pending: Vec<StreamSetup>,
+    streams: Vec<Stream>,
+    stereo: Option<Wav>,
+    stereo_path: Option<PathBuf>,
+    /// Left/right samples not yet written as stereo frames.
+    left: Vec<f32>,
+    right: Vec<f32>,
+    ticks: u32,
+    events: Vec<(usize, MediaEvent)>,
+    finished: bool,
+}
+
+/// A directory name for a call: its Call-ID made path-safe, plus a hash so
+/// two Call-IDs that clean up alike stay apart.
+pub fn call_dir(root: &Path, call_id: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let clean: String = call_id
+        .chars()
+        .take(80)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    call_id.hash(&mut h);
+    root.join(format!("{clean}-{:08x}", h.finish() as u32))
+}
+
+fn label_file(label: &str) -> String {
+    let clean: String = label
+        .chars()
+        .take(40)
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("leg-{clean}.wav")
+}
+
+fn wav_spec(channels: u16) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate: earshot::codec::SPEECH_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+fn to_i16(x: f32) -> i16 {
+    (x.clamp(-1.0, 1.0) * 32767.0) as i16
+}
+
+impl MediaActor {
+    pub fn new(
+        call: Addr<CallActor>,
+        cfg: MediaConfig,
+        call_id: &str,
+        start: Instant,
+        streams: Vec<StreamSetup>,
+    ) -> Self {
+        let dir = call_dir(&cfg.recordings_dir, call_id);
+        Self {
+            call,
+            cfg,
+            start,
+            dir,
+            pending: streams,
+            streams: vec![],
+            stereo: None,
+            stereo_path: None,
+            left: vec![],
+            right: vec![],
+            ticks: 0,
+            events: vec![],
+            finished: false,
+        }
+    }
+
+    fn stream_config(&self, a: &StreamAnswer) -> Option<StreamConfig> {
+        let codec = a.codec?;
+        if codec == Codec::TelephoneEvent {
+            return None;
+        }
+        Some(StreamConfig {
+            codec,
+            payload_type: a.payload_type?,
+            dtmf_payload_type: a.dtmf_payload_type,
+            jitter_depth: self.cfg.jitter_depth,
+            vad: VadConfig {
+                mode: self.cfg.vad_mode,
+                ..VadConfig::default()
+            },
+            strict_source: self.cfg.strict_source,
+        })
+    }
+
+    fn add_stream(&mut self, ctx: &mut Context<Self>, setup: StreamSetup) {
+        let a = &setup.answer;
+        let Some((rtp, rtcp)) = setup.sockets else {
+            return;
+        };
+        let Some(scfg) = self.stream_config(a) else {
+            return;
+        };
+        let pipeline = match StreamPipeline::new(scfg, self.start) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(%e, port = a.port, "cannot decode stream; not recording it");
+                return;
+            }
+        };
+        let label = a
+            .label
+            .as_ref()
+            .map(|l| l.0.clone())
+            .unwrap_or_else(|| a.index.to_string());
+        let index = a.index;
+        let dropped = Rc::new(Cell::new(0u64));
+        let rtcp_packets = Rc::new(Cell::new(0u64));
+        let mut readers = vec![];
+        if let Some(h) = spawn_reader(ctx, rtp, index, false, dropped.clone(), None) {
+            readers.push(h);
+        }
+        if let Some(rtcp) = rtcp {
+            if let Some(h) =
+                spawn_reader(ctx, rtcp, index, true, dropped.clone(), Some(rtcp_packets.clone()))
+            {
+                readers.push(h);
+            }
+        }
+        let path = self.dir.join(label_file(&label));
+        let wav = match std::fs::create_dir_all(&self.dir)
+            .map_err(|e| e.to_string())
+            .and_then(|_| hound::WavWriter::create(&path, wav_spec(1)).map_err(|e| e.to_string()))
+        {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(%e, path = %path.display(), "cannot create recording");
+                None
+            }
+        };
+        self.streams.push(Stream {
+            index,
+            label,
+            pipeline,
+            dropped,
+            rtcp_packets,
+            readers,
+            wav,
+            path,
+            audio: Vec::with_capacity(640),
+        });
+        if self.streams.len() == 2 && self.stereo.is_none() {
+            let p = self.dir.join("stereo.wav");
+            match hound::WavWriter::create(&p, wav_spec(2)) {
+                Ok(w) => {
+                    self.stereo = Some(w);
+                    self.stereo_path = Some(p);
+                }
+                Err(e) => tracing::error!(%e, "cannot create stereo recording"),
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let mut events = vec![];
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            s.audio.clear();
+            s.pipeline.poll(now, &mut s.audio, &mut events);
+            for e in events.drain(..) {
+                self.events.push((s.index, e));
+            }
+            if let Some(w) = s.wav.as_mut() {
+                for &x in &s.audio {
+                    if w.write_sample(to_i16(x)).is_err() {
+                        break;
+                    }
+                }
+            }
+            match i {
+                0 => self.left.extend_from_slice(&s.audio),
+                1 => self.right.extend_from_slice(&s.audio),
+                _ => {}
+            }
+        }
+        self.write_stereo(false);
+    }
+
+    /// Write the aligned part of left/right; at the end pad the shorter side.
+    fn write_stereo(&mut self, end: bool) {
+        let Some(w) = self.stereo.as_mut() else {
+            self.left.clear();
+            self.right.clear();
+            return;
+        };
+        let n = if end {
+            self.left.len().max(self.right.len())
+        } else {
+            self.left.len().min(self.right.len())
+        };
+        for i in 0..n {
+            let l = self.left.get(i).copied().unwrap_or(0.0);
+            let r = self.right.get(i).copied().unwrap_or(0.0);
+            if w.write_sample(to_i16(l)).is_err() || w.write_sample(to_i16(r)).is_err() {
+                break;
+            }
+        }
+        self.left.drain(..n.min(self.left.len()));
+        self.right.drain(..n.min(self.right.len()));
+    }
+
+    fn report(&mut self, with_stats: bool) -> MediaReport {
+        let streams = if with_stats {
+            self.streams
+                .iter()
+                .map(|s| StreamReport {
+                    index: s.index,
+                    label: s.label.clone(),
+                    stats: s.pipeline.stats(),
+                    counters: s.pipeline.counters(),
+                    dropped_by_engine: s.dropped.get(),
+                    rtcp_packets: s.rtcp_packets.get(),
+                    regions: s.pipeline.regions().to_vec(),
+                    class: s.pipeline.current_class(),
+                    recording: s.wav.as_ref().map(|_| s.path.display().to_string()),
+                    recorded_ms: s.pipeline.now_ms(),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        MediaReport {
+            events: std::mem::take(&mut self.events),
+            streams,
+            stereo: self.stereo_path.as_ref().map(|p| p.display().to_string()),
+        }
+    }
+
+    fn flush_files(&mut self) {
+        for s in self.streams.iter_mut() {
+            if let Some(w) = s.wav.as_mut() {
+                let _ = w.flush();
+            }
+        }
+        if let Some(w) = self.stereo.as_mut() {
+            let _ = w.flush();
+        }
+    }
+}
+
+/// Read one socket on this arbiter; hand datagrams to the actor with
+/// `try_send`, counting drops when its mailbox is full.
+fn spawn_reader(
+    ctx: &mut Context<MediaActor>,
+    sock: std::net::UdpSocket,
+    index: usize,
+    rtcp: bool,
+    dropped: Rc<Cell<u64>>,
+    rtcp_count: Option<Rc<Cell<u64>>>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if let Err(e) = sock.set_nonblocking(true) {
+        tracing::warn!(%e, "RTP socket");
+        return None;
+    }
+    let sock = match tokio::net::UdpSocket::from_std(sock) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%e, "RTP socket");
+            return None;
+        }
+    };
+    let addr = ctx.address();
+    Some(actix_rt::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            if rtcp {
+                if let Some(c) = &rtcp_count {
+                    c.set(c.get() + 1);
+                }
+                continue;
+            }
+            let msg = Datagram {
+                index,
+                from,
+                at: Instant::now(),
+                bytes: buf[..n].to_vec(),
+            };
+            if addr.try_send(msg).is_err() {
+                dropped.set(dropped.get() + 1);
+            }
+        }
+    }))
+}
+
+impl Actor for MediaActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        let now = Instant::now();
+        for s in std::mem::take(&mut self.pending) {
+            let paused = s.answer.paused;
+            self.add_stream(ctx, s);
+            if paused {
+                if let Some(st) = self.streams.last_mut() {
+                    st.pipeline.pause(now);
+                }
+            }
+        }
+        ctx.run_interval(TICK, |act, _| {
+            if act.finished {
+                return;
+            }
+            act.tick(Instant::now());
+            act.ticks += 1;
+            let stats = act.ticks % REPORT_TICKS == 0;
+            if stats {
+                act.flush_files();
+            }
+            if stats || !act.events.is_empty() {
+                let r = act.report(stats);
+                act.call.do_send(r);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for s in &self.streams {
+            for r in &s.readers {
+                r.abort();
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Datagram {
+    index: usize,
+    from: SocketAddr,
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+impl Handler<Datagram> for MediaActor {
+    type Result = ();
+    fn handle(&mut self, d: Datagram, _: &mut Context<Self>) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
+            s.pipeline.push(d.at, d.from, &d.bytes);
+        }
+    }
+}
+
+/// Streams renegotiated: pause/resume existing ones, start new ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Renegotiate(pub Vec<StreamSetup>);
+
+impl Handler<Renegotiate> for MediaActor {
+    type Result = ();
+    fn handle(&mut self, m: Renegotiate, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut by_index: HashMap<usize, StreamSetup> =
+            m.0.into_iter().map(|s| (s.answer.index, s)).collect();
+        for s in self.streams.iter_mut() {
+            if let Some(setup) = by_index.remove(&s.index) {
+                if setup.answer.paused {
+                    s.pipeline.pause(now);
+                } else {
+                    s.pipeline.resume(now);
+                }
+            }
+        }
+        for (_, setup) in by_index {
+            let paused = setup.answer.paused;
+            self.add_stream(ctx, setup);
+            if paused {
+                if let Some(s) = self.streams.last_mut() {
+                    s.pipeline.pause(now);
+                }
+            }
+        }
+    }
+}
+
+/// End of call: play out, close everything, finalize the WAVs, and return
+/// the final report.
+#[derive(Message)]
+#[rtype(result = "MediaReport")]
+pub struct StopMedia;
+
+impl Handler<StopMedia> for MediaActor {
+    type Result = MessageResult<StopMedia>;
+    fn handle(&mut self, _: StopMedia, ctx: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        self.tick(now);
+        let mut events = vec![];
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            s.audio.clear();
+            s.pipeline.finish(now, &mut s.audio, &mut events);
+            for e in events.drain(..) {
+                self.events.push((s.index, e));
+            }
+            if let Some(w) = s.wav.as_mut() {
+                for &x in &s.audio {
+                    let _ = w.write_sample(to_i16(x));
+                }
+            }
+            match i {
+                0 => self.left.extend_from_slice(&s.audio),
+                1 => self.right.extend_from_slice(&s.audio),
+                _ => {}
+            }
+        }
+        self.write_stereo(true);
+        self.finished = true;
+        let report = self.report(true);
+        for s in self.streams.iter_mut() {
+            if let Some(w) = s.wav.take() {
+                if let Err(e) = w.finalize() {
+                    tracing::warn!(%e, "finalizing recording");
+                }
+            }
+        }
+        if let Some(w) = self.stereo.take() {
+            if let Err(e) = w.finalize() {
+                tracing::warn!(%e, "finalizing stereo recording");
+            }
+        }
+        ctx.stop();
+        MessageResult(report)
+    }
+}

@@ -1,0 +1,489 @@
+//! One participant stream's media pipeline, sans-IO: datagrams in, a
+//! wall-clock-aligned 16 kHz mono timeline out, with speech regions, audio
+//! classes, DTMF, hold and source events along the way.
+//!
+//! ```text
+//! datagram ─ parse_rtp ─ Latch ─ JitterBuffer ─ pop(now) ─┬─ audio PT: decode ─┐
+//!                                                         ├─ Lost: conceal ────┤
+//!                                                         ├─ telephone-event: DtmfTracker
+//!                                                         └─ CN: nothing (silence fill)
+//!        Resampler → 16 kHz → placed on the timeline by RTP timestamp ─┘
+//!        → 20 ms frames → SpeechDetector (VAD) + AudioClassifier + HoldDetector
+//! ```
+//!
+//! The timeline starts at the call's start. Each played-out unit is placed
+//! by its RTP timestamp relative to an anchor (re-anchored on SSRC change,
+//! resume, or a timestamp jump); what overlaps audio already produced is
+//! trimmed, a hole before it is concealed. When nothing arrives (RTP not yet
+//! started, stopped, or the stream is paused) the timeline is filled with
+//! silence up to `now - depth`, so every participant's audio — and the
+//! recordings made from it — stays aligned with wall time.
+
+use crate::classify::{AudioClass, AudioClassifier, ClassSpan, HoldDetector, HoldEvent};
+use crate::codec::{self, CodecError, Decoder, DtmfTracker, Resampler, SPEECH_RATE};
+use crate::ids::Ssrc;
+use crate::rtp::jitter::{JitterBuffer, JitterConfig, Playout, PushOutcome};
+use crate::rtp::latch::{Latch, LatchDecision};
+use crate::rtp::stats::{estimate_mos, StreamStats};
+use crate::rtp::{is_rtcp, parse_rtp, RtpPacket};
+use crate::sdp::Codec;
+use crate::vad::{SpeechDetector, SpeechEvent, SpeechRegion, VadConfig, FRAME_SAMPLES};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Samples per millisecond on the speech timeline.
+const PER_MS: u64 = (SPEECH_RATE / 1000) as u64;
+/// A timestamp jump larger than this re-anchors the stream instead of
+/// concealing or trimming (SBC restarts, clock resets).
+const MAX_JUMP_SAMPLES: i64 = 10 * SPEECH_RATE as i64;
+/// How far the timeline may lag `now - depth` before silence is filled in
+/// while nothing is buffered.
+const FILL_SLACK_SAMPLES: u64 = 3 * FRAME_SAMPLES as u64;
+/// Most class spans kept per stream.
+const MAX_SPANS: usize = 10_000;
+
+/// How one answered m-line is to be received.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub codec: Codec,
+    pub payload_type: u8,
+    pub dtmf_payload_type: Option<u8>,
+    pub jitter_depth: Duration,
+    pub vad: VadConfig,
+    /// Reject packets from another address than the latched one.
+    pub strict_source: bool,
+}
+
+/// Something that happened on a stream, on the participant timeline (ms
+/// since the call started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MediaEvent {
+    SpeechStarted { at_ms: u64 },
+    SpeechEnded { start_ms: u64, end_ms: u64 },
+    Dtmf { digit: char, at_ms: u64, duration_ms: u64 },
+    HoldStarted { at_ms: u64 },
+    HoldEnded { start_ms: u64, end_ms: u64 },
+    SsrcChanged { old: Ssrc, new: Ssrc, from: String },
+    StreamPaused { at_ms: u64 },
+    StreamResumed { at_ms: u64, gap_ms: u64 },
+}
+
+/// Per-stream receive counters beyond the jitter buffer's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineCounters {
+    pub malformed: u64,
+    pub unknown_payload_type: u64,
+    pub rejected_source: u64,
+    pub dtmf_packets: u64,
+    pub comfort_noise: u64,
+    pub ignored_while_paused: u64,
+    pub decode_errors: u64,
+}
+
+/// The receive/decode/analyse state of one stream. Not `Send` (webrtc-vad):
+/// create it on the thread that drives it.
+pub struct StreamPipeline {
+    cfg: StreamConfig,
+    clock_rate: u32,
+    jitter: JitterBuffer,
+    latch: Latch,
+    decoder: Box<dyn Decoder>,
+    resampler: Resampler,
+    dtmf: DtmfTracker,
+    vad: SpeechDetector,
+    classifier: AudioClassifier,
+    hold: HoldDetector,
+    start: Instant,
+    /// Samples on the timeline so far.
+    produced: u64,
+    /// RTP timestamp ↔ timeline sample of the current source.
+    anchor: Option<(u32, u64)>,
+    /// Samples of the current, incomplete 20 ms frame.
+    frame: Vec<f32>,
+    native: Vec<f32>,
+    speech: Vec<f32>,
+    paused_at: Option<u64>,
+    counters: PipelineCounters,
+    regions: Vec<SpeechRegion>,
+    spans: Vec<ClassSpan>,
+    events: Vec<MediaEvent>,
+}
+
+impl StreamPipeline {
+    /// `start` is the instant the call started (timeline zero).
+    pub fn new(cfg: StreamConfig, start: Instant) -> Result<Self, CodecError> {
+        let decoder = codec::decoder_for(cfg.codec)?;
+        let resampler = Resampler::new(decoder.sample_rate(), SPEECH_RATE)?;
+        let clock_rate = cfg.codec.clock_rate();
+        Ok(Self {
+            jitter: JitterBuffer::new(JitterConfig {
+                clock_rate,
+                depth: cfg.jitter_depth,
+                max_packets: 500,
+            }),
+            latch: Latch::new(cfg.strict_source),
+            decoder,
+            resampler,
+            dtmf: DtmfTracker::new(),
+            vad: SpeechDetector::new(cfg.vad),
+            classifier: AudioClassifier::new(),
+            hold: HoldDetector::new(3000),
+            clock_rate,
+            cfg,
+            start,
+            produced: 0,
+            anchor: None,
+            frame: Vec::with_capacity(FRAME_SAMPLES),
+            native: Vec::with_capacity(960),
+            speech: Vec::with_capacity(960),
+            paused_at: None,
+            counters: PipelineCounters::default(),
+            regions: vec![],
+            spans: vec![],
+            events: vec![],
+        })
+    }
+
+    /// One datagram from the stream's RTP socket.
+    pub fn push(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if is_rtcp(datagram) {
+            return;
+        }
+        let pkt = match parse_rtp(datagram) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        if self.paused_at.is_some() {
+            self.counters.ignored_while_paused += 1;
+            return;
+        }
+        match self.latch.check(now, from, pkt.ssrc) {
+            LatchDecision::Accept => {}
+            LatchDecision::Reject => {
+                self.counters.rejected_source += 1;
+                return;
+            }
+            LatchDecision::Switched { old, new, from } => {
+                self.events.push(MediaEvent::SsrcChanged {
+                    old,
+                    new,
+                    from: from.to_string(),
+                });
+            }
+        }
+        let pt = pkt.payload_type;
+        let known = pt == self.cfg.payload_type
+            || Some(pt) == self.cfg.dtmf_payload_type
+            || pt == 13
+            || pt == 19;
+        if !known {
+            self.counters.unknown_payload_type += 1;
+            return;
+        }
+        if let PushOutcome::NewSsrc { .. } = self.jitter.push(now, pkt) {
+            self.anchor = None;
+        }
+    }
+
+    /// Play out everything due at `now`: appends the new 16 kHz timeline
+    /// samples to `audio` and what happened to `events`.
+    pub fn poll(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
+        while let Some(unit) = self.jitter.pop(now) {
+            match unit {
+                Playout::Packet(p) => self.play_packet(p, audio),
+                Playout::Lost { timestamp, samples } => self.play_lost(timestamp, samples, audio),
+            }
+        }
+        let target = self.target(now);
+        let idle = self.jitter.next_deadline().is_none();
+        if (idle || self.paused_at.is_some()) && self.produced + FILL_SLACK_SAMPLES < target {
+            let n = target - self.produced;
+            self.emit_silence(n, audio);
+        }
+        events.append(&mut self.events);
+    }
+
+    /// The call is over: play out what is buffered, fill to `now`, close
+    /// open speech/class/hold/DTMF state.
+    pub fn finish(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
+        let far = now + self.cfg.jitter_depth + Duration::from_secs(1);
+        while let Some(unit) = self.jitter.pop(far) {
+            match unit {
+                Playout::Packet(p) => self.play_packet(p, audio),
+                Playout::Lost { timestamp, samples } => self.play_lost(timestamp, samples, audio),
+            }
+        }
+        let end = self.elapsed_samples(now);
+        if self.produced < end {
+            self.emit_silence(end - self.produced, audio);
+        }
+        let t = self.now_ms();
+        if let Some(ev) = self.dtmf.flush() {
+            self.on_dtmf(ev);
+        }
+        if let Some(SpeechEvent::Ended(r)) = self.vad.flush(t) {
+            self.regions.push(r);
+            self.events.push(MediaEvent::SpeechEnded {
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+            });
+        }
+        if let Some(span) = self.classifier.flush(t) {
+            self.push_span(span);
+        }
+        if let Some(HoldEvent::Ended { start_ms, end_ms }) =
+            self.hold.update(t, AudioClass::Silence)
+        {
+            self.events.push(MediaEvent::HoldEnded { start_ms, end_ms });
+        }
+        events.append(&mut self.events);
+    }
+
+    /// Re-INVITE put the stream on hold: no audio expected, no loss counted.
+    pub fn pause(&mut self, now: Instant) {
+        if self.paused_at.is_none() {
+            let _ = now;
+            self.jitter.pause();
+            let at = self.now_ms();
+            self.paused_at = Some(at);
+            self.events.push(MediaEvent::StreamPaused { at_ms: at });
+        }
+    }
+
+    /// The stream is back: same timeline, the gap recorded.
+    pub fn resume(&mut self, now: Instant) {
+        if let Some(at) = self.paused_at.take() {
+            self.jitter.resume(now);
+            self.anchor = None;
+            let now_ms = self.elapsed_samples(now) / PER_MS;
+            self.events.push(MediaEvent::StreamResumed {
+                at_ms: now_ms,
+                gap_ms: now_ms.saturating_sub(at),
+            });
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused_at.is_some()
+    }
+
+    /// Receive statistics with a MOS estimate.
+    pub fn stats(&self) -> StreamStats {
+        let mut s = self.jitter.stats();
+        let loss = if s.expected > 0 {
+            100.0 * s.lost as f64 / s.expected as f64
+        } else {
+            0.0
+        };
+        s.mos = if s.packets == 0 {
+            0.0
+        } else {
+            estimate_mos(
+            self.cfg.codec,
+            loss,
+            s.jitter_ms,
+            self.cfg.jitter_depth.as_secs_f64() * 1000.0,
+            )
+        };
+        s
+    }
+
+    pub fn counters(&self) -> PipelineCounters {
+        self.counters
+    }
+
+    /// Closed speech regions so far.
+    pub fn regions(&self) -> &[SpeechRegion] {
+        &self.regions
+    }
+
+    /// Finished audio-class spans so far.
+    pub fn class_spans(&self) -> &[ClassSpan] {
+        &self.spans
+    }
+
+    /// The class of the audio being heard now.
+    pub fn current_class(&self) -> Option<AudioClass> {
+        self.classifier.current()
+    }
+
+    /// Milliseconds of timeline produced.
+    pub fn now_ms(&self) -> u64 {
+        self.produced / PER_MS
+    }
+
+    fn elapsed_samples(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_millis() as u64 * PER_MS
+    }
+
+    /// Where the timeline should be: `now - depth`.
+    fn target(&self, now: Instant) -> u64 {
+        let depth = self.cfg.jitter_depth.as_millis() as u64 * PER_MS;
+        self.elapsed_samples(now).saturating_sub(depth)
+    }
+
+    /// Timeline position of an RTP timestamp (anchoring the first one at
+    /// the current end of the timeline); `None` after a re-anchor jump.
+    fn position(&mut self, ts: u32) -> u64 {
+        let per_unit = SPEECH_RATE as i64;
+        match self.anchor {
+            Some((ats, apos)) => {
+                let delta_units = ts.wrapping_sub(ats) as i32 as i64;
+                let delta = delta_units * per_unit / self.clock_rate as i64;
+                let pos = apos as i64 + delta;
+                if pos < 0 || (pos - self.produced as i64).abs() > MAX_JUMP_SAMPLES {
+                    self.anchor = Some((ts, self.produced));
+                    self.produced
+                } else {
+                    pos as u64
+                }
+            }
+            None => {
+                self.anchor = Some((ts, self.produced));
+                self.produced
+            }
+        }
+    }
+
+    fn play_packet(&mut self, p: RtpPacket, audio: &mut Vec<f32>) {
+        let pt = p.payload_type;
+        if Some(pt) == self.cfg.dtmf_payload_type {
+            self.counters.dtmf_packets += 1;
+            let _ = self.position(p.timestamp);
+            if let Some(ev) = self.dtmf.push(p.timestamp, p.marker, &p.payload) {
+                self.on_dtmf(ev);
+            }
+            return;
+        }
+        if pt != self.cfg.payload_type {
+            // Comfort noise: silence until the next audio packet's position.
+            self.counters.comfort_noise += 1;
+            let _ = self.position(p.timestamp);
+            return;
+        }
+        let pos = self.position(p.timestamp);
+        self.native.clear();
+        if self.decoder.decode(&p.payload, &mut self.native).is_err() {
+            self.counters.decode_errors += 1;
+            return;
+        }
+        self.place(pos, audio);
+    }
+
+    fn play_lost(&mut self, timestamp: u32, units: u32, audio: &mut Vec<f32>) {
+        let pos = self.position(timestamp);
+        let span = units as u64 * SPEECH_RATE as u64 / self.clock_rate as u64;
+        if pos + span <= self.produced {
+            return; // entirely covered by silence already placed
+        }
+        self.native.clear();
+        let n = codec::rtp_units_to_samples(self.cfg.codec, units);
+        self.decoder.conceal(n, &mut self.native);
+        self.place(pos, audio);
+    }
+
+    /// Resample `self.native` and put it on the timeline at `pos`.
+    fn place(&mut self, pos: u64, audio: &mut Vec<f32>) {
+        self.speech.clear();
+        let native = std::mem::take(&mut self.native);
+        self.resampler.process(&native, &mut self.speech);
+        self.native = native;
+        if pos > self.produced {
+            // A hole before this unit (e.g. CN, DTMF, or a stretch the
+            // jitter buffer never reported): silence.
+            let gap = pos - self.produced;
+            self.emit_silence(gap, audio);
+        }
+        let skip = (self.produced - pos.min(self.produced)) as usize;
+        if skip < self.speech.len() {
+            let samples = std::mem::take(&mut self.speech);
+            self.emit(&samples[skip..], audio);
+            self.speech = samples;
+        }
+    }
+
+    fn emit_silence(&mut self, n: u64, audio: &mut Vec<f32>) {
+        const ZEROS: [f32; FRAME_SAMPLES] = [0.0; FRAME_SAMPLES];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(FRAME_SAMPLES as u64) as usize;
+            self.emit(&ZEROS[..k], audio);
+            left -= k as u64;
+        }
+    }
+
+    fn emit(&mut self, samples: &[f32], audio: &mut Vec<f32>) {
+        audio.extend_from_slice(samples);
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (FRAME_SAMPLES - self.frame.len()).min(rest.len());
+            self.frame.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            self.produced += take as u64;
+            if self.frame.len() == FRAME_SAMPLES {
+                self.analyse();
+                self.frame.clear();
+            }
+        }
+    }
+
+    /// One complete 20 ms frame ending at `produced`.
+    fn analyse(&mut self) {
+        let t = (self.produced - FRAME_SAMPLES as u64) / PER_MS;
+        match self.vad.push(t, &self.frame) {
+            Some(SpeechEvent::Started { at_ms }) => {
+                self.events.push(MediaEvent::SpeechStarted { at_ms })
+            }
+            Some(SpeechEvent::Ended(r)) => {
+                self.regions.push(r);
+                self.events.push(MediaEvent::SpeechEnded {
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                });
+            }
+            None => {}
+        }
+        let hint = self.vad.in_speech();
+        if let Some(span) = self.classifier.push(t, &self.frame, hint) {
+            self.push_span(span);
+        }
+        if let Some(class) = self.classifier.current() {
+            match self.hold.update(t, class) {
+                Some(HoldEvent::Started { at_ms }) => {
+                    self.events.push(MediaEvent::HoldStarted { at_ms })
+                }
+                Some(HoldEvent::Ended { start_ms, end_ms }) => {
+                    self.events.push(MediaEvent::HoldEnded { start_ms, end_ms })
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn push_span(&mut self, span: ClassSpan) {
+        if self.spans.len() < MAX_SPANS {
+            self.spans.push(span);
+        }
+    }
+
+    fn on_dtmf(&mut self, ev: codec::DtmfEvent) {
+        let at = match self.anchor {
+            Some((ats, apos)) => {
+                let d = ev.start_ts.wrapping_sub(ats) as i32 as i64 * SPEECH_RATE as i64
+                    / self.clock_rate as i64;
+                (apos as i64 + d).max(0) as u64 / PER_MS
+            }
+            None => self.now_ms(),
+        };
+        self.events.push(MediaEvent::Dtmf {
+            digit: ev.digit,
+            at_ms: at,
+            duration_ms: ev.duration as u64 * 1000 / self.clock_rate.max(1) as u64,
+        });
+    }
+}
