@@ -60,14 +60,37 @@ pub struct StreamConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MediaEvent {
-    SpeechStarted { at_ms: u64 },
-    SpeechEnded { start_ms: u64, end_ms: u64 },
-    Dtmf { digit: char, at_ms: u64, duration_ms: u64 },
-    HoldStarted { at_ms: u64 },
-    HoldEnded { start_ms: u64, end_ms: u64 },
-    SsrcChanged { old: Ssrc, new: Ssrc, from: String },
-    StreamPaused { at_ms: u64 },
-    StreamResumed { at_ms: u64, gap_ms: u64 },
+    SpeechStarted {
+        at_ms: u64,
+    },
+    SpeechEnded {
+        start_ms: u64,
+        end_ms: u64,
+    },
+    Dtmf {
+        digit: char,
+        at_ms: u64,
+        duration_ms: u64,
+    },
+    HoldStarted {
+        at_ms: u64,
+    },
+    HoldEnded {
+        start_ms: u64,
+        end_ms: u64,
+    },
+    SsrcChanged {
+        old: Ssrc,
+        new: Ssrc,
+        from: String,
+    },
+    StreamPaused {
+        at_ms: u64,
+    },
+    StreamResumed {
+        at_ms: u64,
+        gap_ms: u64,
+    },
 }
 
 /// Per-stream receive counters beyond the jitter buffer's.
@@ -105,6 +128,9 @@ pub struct StreamPipeline {
     native: Vec<f32>,
     speech: Vec<f32>,
     paused_at: Option<u64>,
+    /// Where the timeline should be at the instant being played out; a new
+    /// anchor is placed here, so re-anchored audio lands at wall time.
+    anchor_target: u64,
     counters: PipelineCounters,
     regions: Vec<SpeechRegion>,
     spans: Vec<ClassSpan>,
@@ -139,6 +165,7 @@ impl StreamPipeline {
             native: Vec::with_capacity(960),
             speech: Vec::with_capacity(960),
             paused_at: None,
+            anchor_target: 0,
             counters: PipelineCounters::default(),
             regions: vec![],
             spans: vec![],
@@ -193,6 +220,7 @@ impl StreamPipeline {
     /// Play out everything due at `now`: appends the new 16 kHz timeline
     /// samples to `audio` and what happened to `events`.
     pub fn poll(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
+        self.anchor_target = self.target(now);
         while let Some(unit) = self.jitter.pop(now) {
             match unit {
                 Playout::Packet(p) => self.play_packet(p, audio),
@@ -212,6 +240,7 @@ impl StreamPipeline {
     /// open speech/class/hold/DTMF state.
     pub fn finish(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
         let far = now + self.cfg.jitter_depth + Duration::from_secs(1);
+        self.anchor_target = self.target(now);
         while let Some(unit) = self.jitter.pop(far) {
             match unit {
                 Playout::Packet(p) => self.play_packet(p, audio),
@@ -284,10 +313,10 @@ impl StreamPipeline {
             0.0
         } else {
             estimate_mos(
-            self.cfg.codec,
-            loss,
-            s.jitter_ms,
-            self.cfg.jitter_depth.as_secs_f64() * 1000.0,
+                self.cfg.codec,
+                loss,
+                s.jitter_ms,
+                self.cfg.jitter_depth.as_secs_f64() * 1000.0,
             )
         };
         s
@@ -327,9 +356,11 @@ impl StreamPipeline {
         self.elapsed_samples(now).saturating_sub(depth)
     }
 
-    /// Timeline position of an RTP timestamp (anchoring the first one at
-    /// the current end of the timeline); `None` after a re-anchor jump.
+    /// Timeline position of an RTP timestamp. A new anchor (first packet,
+    /// new source, resume, or a jump) is placed at the wall-clock position
+    /// of the instant being played out, never before what is produced.
     fn position(&mut self, ts: u32) -> u64 {
+        let fresh = self.produced.max(self.anchor_target);
         let per_unit = SPEECH_RATE as i64;
         match self.anchor {
             Some((ats, apos)) => {
@@ -337,15 +368,15 @@ impl StreamPipeline {
                 let delta = delta_units * per_unit / self.clock_rate as i64;
                 let pos = apos as i64 + delta;
                 if pos < 0 || (pos - self.produced as i64).abs() > MAX_JUMP_SAMPLES {
-                    self.anchor = Some((ts, self.produced));
-                    self.produced
+                    self.anchor = Some((ts, fresh));
+                    fresh
                 } else {
                     pos as u64
                 }
             }
             None => {
-                self.anchor = Some((ts, self.produced));
-                self.produced
+                self.anchor = Some((ts, fresh));
+                fresh
             }
         }
     }
