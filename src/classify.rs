@@ -183,9 +183,6 @@ pub struct WindowStats {
     pub flux_mean: f32,
     /// Mean tonality (top two peaks) over non-silent frames.
     pub tonality_mean: f32,
-    /// Share of the energy envelope's 1–12 Hz modulation power that lies
-    /// in the syllabic 3–8 Hz band (full windows only).
-    pub syllabic_ratio: f32,
     /// Music-versus-speech score: positive means music.
     pub music_score: f32,
 }
@@ -225,9 +222,6 @@ pub struct AudioClassifier {
     /// Music score smoothed over decisions, and decisions since it was fed.
     score_ema: f32,
     since_scored: u32,
-    /// cos/sin of 2πi/WINDOW_FRAMES, for the modulation spectrum.
-    cos_tab: Vec<f32>,
-    sin_tab: Vec<f32>,
 }
 
 impl std::fmt::Debug for AudioClassifier {
@@ -284,12 +278,6 @@ impl AudioClassifier {
             decided_t: 0,
             score_ema: 0.0,
             since_scored: u32::MAX,
-            cos_tab: (0..WINDOW_FRAMES)
-                .map(|i| (std::f32::consts::TAU * i as f32 / WINDOW_FRAMES as f32).cos())
-                .collect(),
-            sin_tab: (0..WINDOW_FRAMES)
-                .map(|i| (std::f32::consts::TAU * i as f32 / WINDOW_FRAMES as f32).sin())
-                .collect(),
         }
     }
 
@@ -525,24 +513,6 @@ impl AudioClassifier {
         st.flatness_std = (fl_var / act).sqrt();
         st.dip_ratio = dips as f32 / n as f32;
         st.hint_ratio = hint as f32 / act;
-        if self.len == WINDOW_FRAMES {
-            let (mut syl, mut all) = (0.0f32, 1e-6f32);
-            for k in 1..=12usize {
-                let (mut re, mut im) = (0.0f32, 0.0f32);
-                for i in 0..WINDOW_FRAMES {
-                    let e = self.slot(i).f.energy_db.max(-70.0) - e_mean;
-                    let j = (k * i) % WINDOW_FRAMES;
-                    re += e * self.cos_tab[j];
-                    im += e * self.sin_tab[j];
-                }
-                let p = re * re + im * im;
-                all += p;
-                if (3..=8).contains(&k) {
-                    syl += p;
-                }
-            }
-            st.syllabic_ratio = syl / all;
-        }
         st.music_score = music_score(&st);
 
         let active = st.active as f32;

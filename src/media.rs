@@ -265,9 +265,7 @@ impl StreamPipeline {
         if let Some(span) = self.classifier.flush(t) {
             self.push_span(span);
         }
-        if let Some(HoldEvent::Ended { start_ms, end_ms }) =
-            self.hold.update(t, AudioClass::Silence)
-        {
+        if let Some(HoldEvent::Ended { start_ms, end_ms }) = self.hold.flush(t) {
             self.events.push(MediaEvent::HoldEnded { start_ms, end_ms });
         }
         events.append(&mut self.events);
@@ -479,20 +477,25 @@ impl StreamPipeline {
             }
             None => {}
         }
-        let hint = self.vad.in_speech();
-        if let Some(span) = self.classifier.push(t, &self.frame, hint) {
+        let hint = self.vad.last_frame_voiced();
+        let changed = self.classifier.push(t, &self.frame, hint);
+        let Some(class) = self.classifier.current() else {
+            return;
+        };
+        // Classes are decided with a lag; feed the hold detector the
+        // decided time (and the exact start of a new class).
+        let mut hold = vec![];
+        if let Some(span) = changed {
+            let start = span.end_ms;
             self.push_span(span);
+            hold.extend(self.hold.update(start, class));
         }
-        if let Some(class) = self.classifier.current() {
-            match self.hold.update(t, class) {
-                Some(HoldEvent::Started { at_ms }) => {
-                    self.events.push(MediaEvent::HoldStarted { at_ms })
-                }
-                Some(HoldEvent::Ended { start_ms, end_ms }) => {
-                    self.events.push(MediaEvent::HoldEnded { start_ms, end_ms })
-                }
-                None => {}
-            }
+        hold.extend(self.hold.update(self.classifier.decided_ms(), class));
+        for h in hold {
+            self.events.push(match h {
+                HoldEvent::Started { at_ms } => MediaEvent::HoldStarted { at_ms },
+                HoldEvent::Ended { start_ms, end_ms } => MediaEvent::HoldEnded { start_ms, end_ms },
+            });
         }
     }
 
