@@ -453,6 +453,12 @@ pub struct Stats {
     pub session_list: Vec<String>,
     pub stored_sessions: usize,
     pub ended_since_start: u64,
+    /// RTP packets received by live calls.
+    pub rtp_packets: u64,
+    /// RTP packets live calls lost in the network (concealed).
+    pub rtp_lost: u64,
+    /// Datagrams live calls dropped because the engine could not keep up.
+    pub rtp_dropped_by_engine: u64,
 }
 
 #[derive(Message)]
@@ -473,6 +479,17 @@ impl Handler<GetStats> for RegistryActor {
             session_list: views.iter().map(|r| r.call_id.0.clone()).collect(),
             stored_sessions: 0,
             ended_since_start: self.ended_total,
+            rtp_packets: views.iter().map(|r| r.counters.rtp_packets).sum(),
+            rtp_lost: views
+                .iter()
+                .flat_map(|r| r.streams.iter())
+                .filter_map(|s| s.stats.map(|st| st.lost))
+                .sum(),
+            rtp_dropped_by_engine: views
+                .iter()
+                .flat_map(|r| r.streams.iter())
+                .map(|s| s.receive.dropped_by_engine)
+                .sum(),
         };
         let store = self.store.clone();
         Box::pin(async move {
