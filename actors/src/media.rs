@@ -126,6 +126,20 @@ fn to_i16(x: f32) -> i16 {
     (x.clamp(-1.0, 1.0) * 32767.0) as i16
 }
 
+/// Append samples to a mono 16-bit WAV (hound's bulk writer).
+fn write_mono(w: &mut Wav, samples: &[f32]) {
+    if samples.is_empty() {
+        return;
+    }
+    let mut sw = w.get_i16_writer(samples.len() as u32);
+    for &x in samples {
+        sw.write_sample(to_i16(x));
+    }
+    if let Err(e) = sw.flush() {
+        tracing::warn!(%e, "writing recording");
+    }
+}
+
 impl MediaActor {
     pub fn new(
         call: Addr<CallActor>,
@@ -247,11 +261,7 @@ impl MediaActor {
                 self.events.push((s.index, e));
             }
             if let Some(w) = s.wav.as_mut() {
-                for &x in &s.audio {
-                    if w.write_sample(to_i16(x)).is_err() {
-                        break;
-                    }
-                }
+                write_mono(w, &s.audio);
             }
             match i {
                 0 => self.left.extend_from_slice(&s.audio),
@@ -274,11 +284,14 @@ impl MediaActor {
         } else {
             self.left.len().min(self.right.len())
         };
-        for i in 0..n {
-            let l = self.left.get(i).copied().unwrap_or(0.0);
-            let r = self.right.get(i).copied().unwrap_or(0.0);
-            if w.write_sample(to_i16(l)).is_err() || w.write_sample(to_i16(r)).is_err() {
-                break;
+        if n > 0 {
+            let mut sw = w.get_i16_writer(2 * n as u32);
+            for i in 0..n {
+                sw.write_sample(to_i16(self.left.get(i).copied().unwrap_or(0.0)));
+                sw.write_sample(to_i16(self.right.get(i).copied().unwrap_or(0.0)));
+            }
+            if let Err(e) = sw.flush() {
+                tracing::warn!(%e, "writing stereo recording");
             }
         }
         self.left.drain(..n.min(self.left.len()));
@@ -481,9 +494,7 @@ impl Handler<StopMedia> for MediaActor {
                 self.events.push((s.index, e));
             }
             if let Some(w) = s.wav.as_mut() {
-                for &x in &s.audio {
-                    let _ = w.write_sample(to_i16(x));
-                }
+                write_mono(w, &s.audio);
             }
             match i {
                 0 => self.left.extend_from_slice(&s.audio),
