@@ -32,6 +32,11 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Classes that are never talk time.
+fn not_speech(c: AudioClass) -> bool {
+    matches!(c, AudioClass::Music | AudioClass::Tone | AudioClass::Dtmf)
+}
+
 /// Samples per millisecond on the speech timeline.
 const PER_MS: u64 = (SPEECH_RATE / 1000) as u64;
 /// A timestamp jump larger than this re-anchors the stream instead of
@@ -40,7 +45,10 @@ const MAX_JUMP_SAMPLES: i64 = 10 * SPEECH_RATE as i64;
 /// How far the timeline may lag `now - depth` before silence is filled in
 /// while nothing is buffered.
 const FILL_SLACK_SAMPLES: u64 = 3 * FRAME_SAMPLES as u64;
-/// Most class spans kept per stream.
+/// Speech slivers shorter than this at the edge of a region that is mostly
+/// music are music too.
+const MUSIC_EDGE_MS: u64 = 1000;
+/// Most class spans kept per stream (the oldest half goes beyond it).
 const MAX_SPANS: usize = 10_000;
 
 /// How one answered m-line is to be received.
@@ -133,6 +141,8 @@ pub struct StreamPipeline {
     anchor_target: u64,
     counters: PipelineCounters,
     regions: Vec<SpeechRegion>,
+    /// VAD regions waiting for the (lagging) classifier to rule on them.
+    pending: Vec<SpeechRegion>,
     spans: Vec<ClassSpan>,
     events: Vec<MediaEvent>,
 }
@@ -168,6 +178,7 @@ impl StreamPipeline {
             anchor_target: 0,
             counters: PipelineCounters::default(),
             regions: vec![],
+            pending: vec![],
             spans: vec![],
             events: vec![],
         })
@@ -256,15 +267,12 @@ impl StreamPipeline {
             self.on_dtmf(ev);
         }
         if let Some(SpeechEvent::Ended(r)) = self.vad.flush(t) {
-            self.regions.push(r);
-            self.events.push(MediaEvent::SpeechEnded {
-                start_ms: r.start_ms,
-                end_ms: r.end_ms,
-            });
+            self.pending.push(r);
         }
         if let Some(span) = self.classifier.flush(t) {
             self.push_span(span);
         }
+        self.resolve_pending(true);
         if let Some(HoldEvent::Ended { start_ms, end_ms }) = self.hold.flush(t) {
             self.events.push(MediaEvent::HoldEnded { start_ms, end_ms });
         }
@@ -466,15 +474,13 @@ impl StreamPipeline {
         let t = (self.produced - FRAME_SAMPLES as u64) / PER_MS;
         match self.vad.push(t, &self.frame) {
             Some(SpeechEvent::Started { at_ms }) => {
-                self.events.push(MediaEvent::SpeechStarted { at_ms })
+                // webrtc-vad fires on music too: no start while the
+                // classifier already hears music or a tone.
+                if !matches!(self.classifier.current(), Some(c) if not_speech(c)) {
+                    self.events.push(MediaEvent::SpeechStarted { at_ms })
+                }
             }
-            Some(SpeechEvent::Ended(r)) => {
-                self.regions.push(r);
-                self.events.push(MediaEvent::SpeechEnded {
-                    start_ms: r.start_ms,
-                    end_ms: r.end_ms,
-                });
-            }
+            Some(SpeechEvent::Ended(r)) => self.pending.push(r),
             None => {}
         }
         let hint = self.vad.last_frame_voiced();
@@ -491,6 +497,7 @@ impl StreamPipeline {
             hold.extend(self.hold.update(start, class));
         }
         hold.extend(self.hold.update(self.classifier.decided_ms(), class));
+        self.resolve_pending(false);
         for h in hold {
             self.events.push(match h {
                 HoldEvent::Started { at_ms } => MediaEvent::HoldStarted { at_ms },
@@ -499,10 +506,83 @@ impl StreamPipeline {
         }
     }
 
-    fn push_span(&mut self, span: ClassSpan) {
-        if self.spans.len() < MAX_SPANS {
-            self.spans.push(span);
+    /// Turn VAD regions the classifier has ruled on into speech regions:
+    /// what it heard as music, tone or DTMF is cut out (hold music is not
+    /// talk time); pieces shorter than the VAD's minimum are dropped.
+    fn resolve_pending(&mut self, all: bool) {
+        if self.pending.is_empty() {
+            return;
         }
+        let decided = self.classifier.decided_ms();
+        let current = self.classifier.current_span();
+        let min = self.vad.config().min_speech_ms as u64;
+        let mut i = 0;
+        while i < self.pending.len() {
+            let r = self.pending[i];
+            if !all && r.end_ms > decided {
+                i += 1;
+                continue;
+            }
+            self.pending.remove(i);
+            // Non-speech intervals overlapping r, from the finished spans
+            // (newest last) and the current one.
+            let mut cuts: Vec<(u64, u64)> = self
+                .spans
+                .iter()
+                .rev()
+                .take_while(|s| s.end_ms > r.start_ms)
+                .filter(|s| not_speech(s.class))
+                .map(|s| (s.start_ms, s.end_ms))
+                .collect();
+            if let Some((c, start)) = current {
+                if not_speech(c) {
+                    cuts.push((start, decided.max(r.end_ms)));
+                }
+            }
+            cuts.sort_unstable();
+            let mut pieces: Vec<(u64, u64)> = vec![];
+            let mut from = r.start_ms;
+            for (a, b) in cuts {
+                if b <= from || a >= r.end_ms {
+                    continue;
+                }
+                if a > from {
+                    pieces.push((from, a));
+                }
+                from = from.max(b);
+            }
+            if from < r.end_ms {
+                pieces.push((from, r.end_ms));
+            }
+            // A region that is mostly music is music: the classifier
+            // notices an onset late (its window is 1 s), so short slivers
+            // left at the edges of a long cut go too.
+            let kept: u64 = pieces.iter().map(|(a, b)| b - a).sum();
+            let mostly_cut = 2 * kept < r.end_ms - r.start_ms;
+            for (a, b) in pieces {
+                if mostly_cut && b - a < MUSIC_EDGE_MS {
+                    continue;
+                }
+                self.keep_region(a, b, min);
+            }
+        }
+    }
+
+    fn keep_region(&mut self, start_ms: u64, end_ms: u64, min: u64) {
+        if end_ms.saturating_sub(start_ms) < min {
+            return;
+        }
+        self.regions.push(SpeechRegion { start_ms, end_ms });
+        self.events
+            .push(MediaEvent::SpeechEnded { start_ms, end_ms });
+    }
+
+    fn push_span(&mut self, span: ClassSpan) {
+        if self.spans.len() >= MAX_SPANS {
+            // Keep the recent half: old spans matter to nothing pending.
+            self.spans.drain(..MAX_SPANS / 2);
+        }
+        self.spans.push(span);
     }
 
     fn on_dtmf(&mut self, ev: codec::DtmfEvent) {

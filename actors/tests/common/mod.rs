@@ -12,6 +12,8 @@
 //! the test with a pointer to `scripts/setup`: never a silent pass.
 #![allow(dead_code)]
 
+pub mod rtp_send;
+
 use serde_json::Value;
 use std::fs;
 use std::io::Read;

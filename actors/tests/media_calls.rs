@@ -1,0 +1,665 @@
+//! End-to-end media plane: the real `earshot` binary records two-party calls
+//! whose timings are KNOWN, and its analytics are checked against that truth.
+//!
+//! The calls come from `scripts/make-call` (`tests/audio/call-<name>/`:
+//! `a.wav`, `b.wav`, `truth.json`, built from Asterisk prompts trimmed to
+//! their voiced extent). sipp (`tests/sipp/media_call.xml`) sets up the
+//! SIPREC session and holds it; the test itself sends the RTP (PCMU 20 ms +
+//! RFC 4733 DTMF, optionally over an impaired network: `common::rtp_send`)
+//! to the ports the engine answered, then checks the stored session, the
+//! events, `/talk-time` and the recordings.
+//!
+//! Measured figures are printed with `eprintln!`: run with `--nocapture`.
+//! Needs sipp, python3 and the Asterisk prompts: `scripts/setup`.
+
+mod common;
+
+use common::rtp_send::{self, Dtmf, Impairment, RtpSender, SendReport};
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant, SystemTime};
+
+// ---------------------------------------------------------------------------
+// The test calls and their truth.
+
+static CALLS: Once = Once::new();
+static CALLS_ERR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Runs `scripts/make-call` once (it is idempotent and fast).
+fn require_calls() {
+    CALLS.call_once(|| {
+        let out = Command::new("python3")
+            .arg(repo_root().join("scripts/make-call"))
+            .current_dir(repo_root())
+            .output();
+        let err = match out {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Err(e) => Some(format!("python3: {e}")),
+        };
+        *CALLS_ERR.lock().unwrap() = err;
+    });
+    if let Some(e) = CALLS_ERR.lock().unwrap().as_ref() {
+        panic!("scripts/make-call failed ({e}); run scripts/setup");
+    }
+}
+
+fn call_dir(name: &str) -> PathBuf {
+    repo_root().join("tests/audio").join(format!("call-{name}"))
+}
+
+fn load_truth(name: &str) -> Value {
+    require_calls();
+    let p = call_dir(name).join("truth.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap()
+}
+
+/// `[[start, end], ...]` (seconds) as pairs.
+fn intervals(v: &Value) -> Vec<(f64, f64)> {
+    v.as_array()
+        .map(|a| a.iter().map(|p| (f(&p[0]), f(&p[1]))).collect())
+        .unwrap_or_default()
+}
+
+fn truth_talk(truth: &Value, who: &str) -> f64 {
+    intervals(&truth["participants"][who]["speech"])
+        .iter()
+        .map(|(a, b)| b - a)
+        .sum()
+}
+
+/// Silence gaps comparable with the engine's: at least 1 s long.
+fn truth_gaps_total(truth: &Value) -> f64 {
+    intervals(&truth["gaps"])
+        .iter()
+        .map(|(a, b)| b - a)
+        .filter(|d| *d >= 1.0 - 1e-9)
+        .sum()
+}
+
+fn truth_dtmf(truth: &Value, who: &str) -> Vec<Dtmf> {
+    truth["dtmf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| s(&d["participant"]) == who)
+        .map(|d| Dtmf {
+            digit: s(&d["digit"]).chars().next().expect("a DTMF digit"),
+            at_ms: (f(&d["at_s"]) * 1000.0).round() as u64,
+            duration_ms: (f(&d["duration_s"]) * 1000.0).round() as u64,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// One recorded call.
+
+struct Run {
+    engine: Engine,
+    id: String,
+    truth: Value,
+    /// participant_id of "a" (label 1) and "b" (label 2).
+    pid: [String; 2],
+    reports: [SendReport; 2],
+    /// Milliseconds from the session's start_time to the first audio sample.
+    offset_ms: f64,
+    call: Value,
+    talk: Value,
+    events: Value,
+}
+
+fn wall_ms(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn rfc3339_ms(v: &Value) -> f64 {
+    let t = chrono::DateTime::parse_from_rfc3339(s(v))
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {v} ({e})"));
+    t.timestamp_nanos_opt().expect("a time in range") as f64 / 1e6
+}
+
+fn local_port(call: &Value, label: &str) -> Option<u16> {
+    let p = stream(call, label)?["local_port"].as_u64()?;
+    (p > 0).then_some(p as u16)
+}
+
+/// Sets up the SIPREC session with sipp, sends a.wav to label 1 and b.wav to
+/// label 2 (starting together), waits for the BYE and reads everything back.
+fn record(name: &str, imp: [Impairment; 2]) -> Run {
+    let truth = load_truth(name);
+    let engine = Engine::start();
+    let duration_ms = (f(&truth["duration_s"]) * 1000.0).round() as u64;
+    // The call outlives the audio by a few seconds (sender start-up included).
+    let pause = (duration_ms + 4000).to_string();
+    let sipp = Sipp::start_args(&engine, "media_call.xml", Transport::Udp, &["-d", &pause]);
+    let id = sipp.call_id.clone();
+    let live = engine.wait_active(&id, "both streams answered with ports", |c| {
+        participants(c).len() == 2 && local_port(c, "1").is_some() && local_port(c, "2").is_some()
+    });
+    let ports = [
+        local_port(&live, "1").unwrap(),
+        local_port(&live, "2").unwrap(),
+    ];
+    let pid = ["1", "2"].map(|l| s(&stream(&live, l).unwrap()["participant_id"]).to_owned());
+    assert!(
+        !pid[0].is_empty() && !pid[1].is_empty() && pid[0] != pid[1],
+        "labels 1 and 2 must map to two participants: {}",
+        pretty(&live)
+    );
+
+    let start_at = Instant::now() + Duration::from_millis(200);
+    let senders: Vec<RtpSender> = ["a", "b"]
+        .iter()
+        .zip(ports)
+        .zip(imp)
+        .map(|((who, port), imp)| {
+            let samples = rtp_send::read_wav_8k(&call_dir(name).join(format!("{who}.wav")));
+            RtpSender::start(
+                samples,
+                ([127, 0, 0, 1], port).into(),
+                truth_dtmf(&truth, who),
+                imp,
+                start_at,
+            )
+        })
+        .collect();
+    let mut it = senders.into_iter().map(RtpSender::finish);
+    let reports = [it.next().unwrap(), it.next().unwrap()];
+    sipp.expect_success(&engine);
+
+    let call = engine.wait_call(&id, "the session stored as completed", |c| {
+        s(&c["status"]) == "completed"
+    });
+    let offset_ms = wall_ms(reports[0].started_at.unwrap()) - rfc3339_ms(&call["start_time"]);
+    eprintln!("[{name}] call {id} counters {}", call["counters"]);
+    let talk = engine.get(&format!("/api/v1/calls/{}/talk-time", encode(&id)));
+    assert_eq!(talk.status, 200, "GET talk-time: {}", talk.text);
+    let events = engine.get(&format!("/api/v1/calls/{}/events", encode(&id)));
+    assert_eq!(events.status, 200, "GET events: {}", events.text);
+    Run {
+        engine,
+        id,
+        truth,
+        pid,
+        reports,
+        offset_ms,
+        call,
+        talk: talk.body,
+        events: events.body,
+    }
+}
+
+impl Run {
+    fn speaker(&self, i: usize) -> &Value {
+        self.talk["speakers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|sp| s(&sp["id"]) == self.pid[i]))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no speaker {} in talk-time: {}",
+                    self.pid[i],
+                    pretty(&self.talk)
+                )
+            })
+    }
+
+    /// Events of the call (the /events endpoint), of one type.
+    fn events_of(&self, ty: &str) -> Vec<&Value> {
+        self.events["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events[]: {}", pretty(&self.events)))
+            .iter()
+            .filter(|e| s(&e["type"]) == ty)
+            .collect()
+    }
+
+    /// Truth time (s, audio timeline) on the engine's call timeline (ms).
+    fn at(&self, t_s: f64) -> f64 {
+        self.offset_ms + t_s * 1000.0
+    }
+
+    fn call_duration_ms(&self) -> f64 {
+        rfc3339_ms(&self.call["end_time"]) - rfc3339_ms(&self.call["start_time"])
+    }
+
+    fn print_speech(&self) {
+        for (i, who) in ["a", "b"].iter().enumerate() {
+            let st = stream(&self.call, &(i + 1).to_string()).unwrap();
+            let measured: Vec<String> = st["speech"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "{:.2}-{:.2}",
+                        (f(&r["start_ms"]) - self.offset_ms) / 1000.0,
+                        (f(&r["end_ms"]) - self.offset_ms) / 1000.0
+                    )
+                })
+                .collect();
+            let truth: Vec<String> = intervals(&self.truth["participants"][who]["speech"])
+                .iter()
+                .map(|(a, b)| format!("{a:.2}-{b:.2}"))
+                .collect();
+            eprintln!("  {who} speech truth    [{}]", truth.join(", "));
+            eprintln!("  {who} speech measured [{}]", measured.join(", "));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checks.
+
+/// Talk time, overlap and gaps from /talk-time against the truth.
+fn check_talk_time(run: &Run, label: &str) {
+    let t = &run.truth;
+    eprintln!(
+        "[{label}] call {} offset {:.0} ms (session start -> first audio sample)",
+        run.id, run.offset_ms
+    );
+    run.print_speech();
+    let mut failures = vec![];
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let m = f(&run.speaker(i)["metrics"]["talkTime"]);
+        let tt = truth_talk(t, who);
+        let err = (m - tt) / tt * 100.0;
+        eprintln!("[{label}] talk time {who}: measured {m:.2} s, truth {tt:.2} s ({err:+.1} %)");
+        if err.abs() > 5.0 || !m.is_finite() {
+            failures.push(format!(
+                "talk time {who}: measured {m:.2} s vs truth {tt:.2} s ({err:+.1} %, limit 5 %)"
+            ));
+        }
+    }
+    let overlap = f(&run.talk["interaction"]["talkOverlap"]["totalTime"]);
+    let t_overlap = f(&t["overlap_s"]);
+    eprintln!("[{label}] overlap: measured {overlap:.2} s, truth {t_overlap:.2} s");
+    if (overlap - t_overlap).abs() > 0.5 || !overlap.is_finite() {
+        failures.push(format!(
+            "overlap: measured {overlap:.2} s vs truth {t_overlap:.2} s (limit 0.5 s)"
+        ));
+    }
+    let gaps = f(&run.talk["interaction"]["silenceGaps"]["totalTime"]);
+    let t_gaps = truth_gaps_total(t);
+    eprintln!(
+        "[{label}] silence gaps (>= 1 s): measured {gaps:.2} s in {} instances, truth {t_gaps:.2} s in {}",
+        run.talk["interaction"]["silenceGaps"]["instances"],
+        intervals(&t["gaps"])
+            .iter()
+            .filter(|(a, b)| b - a >= 1.0 - 1e-9)
+            .count()
+    );
+    if (gaps - t_gaps).abs() > 0.5 || !gaps.is_finite() {
+        failures.push(format!(
+            "silence gaps: measured {gaps:.2} s vs truth {t_gaps:.2} s (limit 0.5 s)"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "[{label}] talk-time differs from the truth:\n  {}\ntalk-time: {}",
+        failures.join("\n  "),
+        pretty(&run.talk)
+    );
+}
+
+/// The DTMF digits of a's stream: exactly the truth's, in order, on time.
+fn check_dtmf(run: &Run, label: &str) {
+    let want: Vec<&Value> = run.truth["dtmf"].as_array().unwrap().iter().collect();
+    let got = run.events_of("dtmf");
+    let fmt = |d: &Value| format!("{}@{:.0}ms", s(&d["digit"]), f(&d["at_ms"]) - run.offset_ms);
+    eprintln!(
+        "[{label}] dtmf: measured [{}], truth [{}]",
+        got.iter().map(|d| fmt(d)).collect::<Vec<_>>().join(" "),
+        want.iter()
+            .map(|d| format!("{}@{:.0}ms", s(&d["digit"]), f(&d["at_s"]) * 1000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let digits: String = got.iter().map(|d| s(&d["digit"])).collect();
+    let want_digits: String = want.iter().map(|d| s(&d["digit"])).collect();
+    assert_eq!(
+        digits,
+        want_digits,
+        "[{label}] DTMF digits; events: {}",
+        pretty(&run.events)
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(
+            s(&g["participant_id"]),
+            run.pid[0],
+            "[{label}] DTMF must be a's (label 1): {g}"
+        );
+        let expect = run.at(f(&w["at_s"]));
+        let at = f(&g["at_ms"]);
+        assert!(
+            (at - expect).abs() <= 300.0,
+            "[{label}] DTMF {} at {at:.0} ms on the call timeline, truth {expect:.0} ms \
+             ({:.0} ms off, limit 300): {g}",
+            s(&g["digit"]),
+            at - expect
+        );
+    }
+    // The stored session carries the same events.
+    let stored: String = run.call["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| s(&e["type"]) == "dtmf")
+        .map(|e| s(&e["digit"]))
+        .collect();
+    assert_eq!(stored, want_digits, "[{label}] DTMF in the stored session");
+}
+
+/// RTP statistics of each stream against what the senders did.
+fn check_stats(run: &Run, label: &str, slack: i64) {
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let st = stream(&run.call, &(i + 1).to_string()).unwrap();
+        let stats = &st["stats"];
+        let rep = &run.reports[i];
+        eprintln!(
+            "[{label}] {who} sender: {} packets ({} audio, {} events), {} datagrams, \
+             dropped {} ({} detectable), duplicated {}, swapped {}, out of order {}, \
+             max lateness {:?}",
+            rep.packets,
+            rep.audio_packets,
+            rep.event_packets,
+            rep.sent,
+            rep.dropped,
+            rep.dropped_inside,
+            rep.duplicated,
+            rep.swapped,
+            rep.out_of_order,
+            rep.max_lateness
+        );
+        eprintln!(
+            "[{label}] {who} engine stats: {} receive: {}",
+            stats, st["receive"]
+        );
+        assert_eq!(rep.send_errors, 0, "[{label}] {who}: send errors");
+        let lost = stats["lost"].as_i64().unwrap_or(-1);
+        assert!(
+            (lost - rep.dropped_inside as i64).abs() <= slack,
+            "[{label}] {who}: stats.lost {lost}, the sender dropped {} (limit ±{slack}): {stats}",
+            rep.dropped_inside
+        );
+        let dups = stats["duplicates"].as_i64().unwrap_or(-1);
+        assert!(
+            (dups - rep.duplicated as i64).abs() <= slack,
+            "[{label}] {who}: stats.duplicates {dups}, the sender duplicated {} (limit ±{slack}): {stats}",
+            rep.duplicated
+        );
+        let packets = stats["packets"].as_i64().unwrap_or(-1);
+        let distinct = (rep.packets - rep.dropped) as i64;
+        assert!(
+            packets >= distinct - slack && packets <= rep.sent as i64,
+            "[{label}] {who}: stats.packets {packets}, {distinct} distinct packets arrived \
+             ({} datagrams): {stats}",
+            rep.sent
+        );
+        assert_eq!(
+            stats["ssrc_changes"].as_u64(),
+            Some(0),
+            "[{label}] {who}: one SSRC: {stats}"
+        );
+    }
+}
+
+/// WAV header facts: (channels, sample rate, bits, duration in ms).
+fn wav_info(path: &Path) -> (u16, u32, u16, f64) {
+    let r = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("recording {} unreadable: {e}", path.display()));
+    let sp = r.spec();
+    let ms = r.duration() as f64 * 1000.0 / f64::from(sp.sample_rate);
+    (sp.channels, sp.sample_rate, sp.bits_per_sample, ms)
+}
+
+/// Per-leg and stereo recordings: exist, 16 kHz 16-bit, as long as the call.
+fn check_recordings(run: &Run, label: &str) {
+    let call_ms = run.call_duration_ms();
+    let check = |what: &str, path: &str, channels: u16| {
+        assert!(
+            !path.is_empty(),
+            "[{label}] no {what} recording path: {}",
+            pretty(&run.call)
+        );
+        let p = PathBuf::from(path);
+        let p = if p.is_relative() {
+            run.engine.tmp_path().join(p)
+        } else {
+            p
+        };
+        let (ch, rate, bits, ms) = wav_info(&p);
+        eprintln!(
+            "[{label}] recording {what}: {ch} ch {rate} Hz {bits} bit {ms:.0} ms; call {call_ms:.0} ms ({:+.0} ms)",
+            ms - call_ms
+        );
+        assert_eq!(
+            (ch, rate, bits),
+            (channels, 16000, 16),
+            "[{label}] {what} recording format"
+        );
+        assert!(
+            (ms - call_ms).abs() <= 100.0,
+            "[{label}] {what} recording lasts {ms:.0} ms, the call {call_ms:.0} ms (limit 100 ms)"
+        );
+    };
+    for l in ["1", "2"] {
+        let st = stream(&run.call, l).unwrap();
+        check(&format!("leg {l}"), s(&st["recording"]), 1);
+        let rec_ms = f(&st["recorded_ms"]);
+        eprintln!("[{label}] leg {l} recorded_ms {rec_ms}");
+    }
+    check("stereo", s(&run.call["recordings"]["stereo"]), 2);
+
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap();
+    for leg in ["stereo", "1", run.pid[1].as_str()] {
+        let url = run.engine.url(&format!(
+            "/api/v1/calls/{}/recording?leg={}",
+            encode(&run.id),
+            encode(leg)
+        ));
+        let r = http
+            .get(&url)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = r.bytes().unwrap_or_default();
+        assert_eq!(status, 200, "[{label}] GET recording?leg={leg}");
+        assert!(
+            ctype.starts_with("audio/wav") || ctype.starts_with("audio/x-wav"),
+            "[{label}] recording?leg={leg} content-type {ctype:?}"
+        );
+        assert!(
+            body.len() > 44 && &body[..4] == b"RIFF" && &body[8..12] == b"WAVE",
+            "[{label}] recording?leg={leg}: not a WAV ({} bytes)",
+            body.len()
+        );
+    }
+}
+
+fn check_alive(run: &Run) {
+    let r = run.engine.get("/health/ready");
+    assert_eq!(r.status, 200, "engine not ready after the call: {}", r.text);
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn talk_over_impaired_network() {
+    let imp = |seed| Impairment {
+        loss: 0.05,
+        reorder: 0.02,
+        duplicate: 0.01,
+        jitter_ms: 40,
+        seed,
+    };
+    let run = record("talk", [imp(5_001), imp(5_002)]);
+    let label = "talk/impaired";
+    check_stats(&run, label, 3);
+    check_dtmf(&run, label);
+    check_recordings(&run, label);
+    check_talk_time(&run, label);
+    check_alive(&run);
+}
+
+#[test]
+fn talk_clean() {
+    let run = record("talk", [Impairment::clean(7_001), Impairment::clean(7_002)]);
+    let label = "talk/clean";
+    check_stats(&run, label, 0);
+    check_dtmf(&run, label);
+    check_recordings(&run, label);
+    check_talk_time(&run, label);
+    check_alive(&run);
+}
+
+#[test]
+fn hold_music_is_detected() {
+    let run = record("hold", [Impairment::clean(9_001), Impairment::clean(9_002)]);
+    let label = "hold";
+    eprintln!(
+        "[{label}] call {} offset {:.0} ms (session start -> first audio sample)",
+        run.id, run.offset_ms
+    );
+    run.print_speech();
+    let truth = &run.truth["hold"][0];
+    let (t_start, t_end) = (f(&truth["start_s"]), f(&truth["end_s"]));
+    let started = run.events_of("hold_started");
+    let ended = run.events_of("hold_ended");
+    eprintln!(
+        "[{label}] truth hold {t_start:.2}-{t_end:.2} s; events started {:?} ended {:?}",
+        started
+            .iter()
+            .map(|e| (f(&e["at_ms"]) - run.offset_ms) / 1000.0)
+            .collect::<Vec<_>>(),
+        ended
+            .iter()
+            .map(|e| (
+                (f(&e["start_ms"]) - run.offset_ms) / 1000.0,
+                (f(&e["end_ms"]) - run.offset_ms) / 1000.0
+            ))
+            .collect::<Vec<_>>()
+    );
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        eprintln!(
+            "[{label}] talk time {who}: measured {:.2} s, truth {:.2} s (music not speech)",
+            f(&run.speaker(i)["metrics"]["talkTime"]),
+            truth_talk(&run.truth, who)
+        );
+    }
+    assert_eq!(
+        started.len(),
+        1,
+        "[{label}] one hold_started: {}",
+        pretty(&run.events)
+    );
+    assert_eq!(
+        ended.len(),
+        1,
+        "[{label}] one hold_ended: {}",
+        pretty(&run.events)
+    );
+    for e in started.iter().chain(&ended) {
+        assert_eq!(
+            s(&e["participant_id"]),
+            run.pid[0],
+            "[{label}] hold is on a's stream (label 1): {e}"
+        );
+    }
+    let at = f(&started[0]["at_ms"]);
+    let want = run.at(t_start + 3.0);
+    assert!(
+        (at - want).abs() <= 1000.0,
+        "[{label}] hold_started at {at:.0} ms, truth start + 3 s = {want:.0} ms ({:+.0} ms, limit 1 s)",
+        at - want
+    );
+    let end = f(&ended[0]["end_ms"]);
+    let want_end = run.at(t_end);
+    assert!(
+        (end - want_end).abs() <= 1000.0,
+        "[{label}] hold_ended end {end:.0} ms, truth {want_end:.0} ms ({:+.0} ms, limit 1 s)",
+        end - want_end
+    );
+    check_recordings(&run, label);
+    check_alive(&run);
+}
+
+/// Music on hold is not speech: a's talk time in the `hold` call is its
+/// three prompts, not the 8 s of music on its stream.
+#[test]
+fn hold_music_is_not_talk_time() {
+    let run = record("hold", [Impairment::clean(9_101), Impairment::clean(9_102)]);
+    let label = "hold/talk-time";
+    run.print_speech();
+    let music: f64 = run.truth["hold"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| f(&h["end_s"]) - f(&h["start_s"]))
+        .sum();
+    let mut failures = vec![];
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let m = f(&run.speaker(i)["metrics"]["talkTime"]);
+        let tt = truth_talk(&run.truth, who);
+        let err = (m - tt) / tt * 100.0;
+        eprintln!(
+            "[{label}] talk time {who}: measured {m:.2} s, truth {tt:.2} s ({err:+.1} %; \
+             {music:.2} s of music on a's stream)"
+        );
+        if err.abs() > 5.0 || !m.is_finite() {
+            failures.push(format!(
+                "talk time {who}: measured {m:.2} s vs truth {tt:.2} s ({err:+.1} %, limit 5 %)"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "[{label}] hold music counted as talk:\n  {}\ntalk-time: {}",
+        failures.join("\n  "),
+        pretty(&run.talk)
+    );
+    check_alive(&run);
+}
+
+#[test]
+fn ulaw_encoder_reference_points() {
+    use common::rtp_send::linear_to_ulaw;
+    assert_eq!(linear_to_ulaw(0), 0xFF);
+    assert_eq!(linear_to_ulaw(-1), 0x7F);
+    assert_eq!(linear_to_ulaw(32767), 0x80);
+    assert_eq!(linear_to_ulaw(-32768), 0x00);
+    assert_eq!(linear_to_ulaw(1000), 0xCE);
+}
