@@ -473,15 +473,13 @@ impl StreamPipeline {
     fn analyse(&mut self) {
         let t = (self.produced - FRAME_SAMPLES as u64) / PER_MS;
         match self.vad.push(t, &self.frame) {
-            Some(SpeechEvent::Started { at_ms }) => {
-                // webrtc-vad fires on music too: no start while the
-                // classifier already hears music or a tone.
-                if !matches!(self.classifier.current(), Some(c) if not_speech(c)) {
-                    self.events.push(MediaEvent::SpeechStarted { at_ms })
-                }
+            // webrtc-vad fires on music too: no start while the classifier
+            // already hears music or a tone.
+            Some(SpeechEvent::Started { at_ms }) if !matches!(self.classifier.current(), Some(c) if not_speech(c)) => {
+                self.events.push(MediaEvent::SpeechStarted { at_ms })
             }
             Some(SpeechEvent::Ended(r)) => self.pending.push(r),
-            None => {}
+            _ => {}
         }
         let hint = self.vad.last_frame_voiced();
         let changed = self.classifier.push(t, &self.frame, hint);

@@ -28,8 +28,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/calls/stats", web::get().to(stats))
         .route("/api/v1/calls/{call_id}", web::get().to(get_call))
         .route("/api/v1/calls/{call_id}/end", web::post().to(end_call))
-        .route("/api/v1/calls/{call_id}/recording", web::get().to(recording))
-        .route("/api/v1/calls/{call_id}/talk-time", web::get().to(talk_time))
+        .route(
+            "/api/v1/calls/{call_id}/recording",
+            web::get().to(recording),
+        )
+        .route(
+            "/api/v1/calls/{call_id}/talk-time",
+            web::get().to(talk_time),
+        )
         .route("/api/v1/calls/{call_id}/events", web::get().to(events));
 }
 
@@ -306,6 +312,155 @@ async fn list_calls(reg: Registry, q: web::Query<HashMap<String, String>>) -> Ht
     }
 }
 
+async fn lookup(
+    reg: &Registry,
+    id: String,
+) -> Result<earshot::session::SessionRecord, HttpResponse> {
+    if let Some(r) = call_id_error(&id) {
+        return Err(r);
+    }
+    match reg.send(GetCall(id)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(registry_error(e)),
+        Err(_) => Err(mailbox_error()),
+    }
+}
+
+/// `GET /api/v1/calls/{id}/recording?leg=<label|participant_id|stereo>`:
+/// the WAV (16 kHz, 16-bit). Default leg: stereo when there is one, else the
+/// single stream. 404 before any audio, 410 once the file is gone.
+async fn recording(
+    req: actix_web::HttpRequest,
+    reg: Registry,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let rec = match lookup(&reg, path.into_inner()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let leg = q.get("leg").cloned();
+    let stereo_wanted =
+        leg.as_deref() == Some("stereo") || (leg.is_none() && rec.recordings.stereo.is_some());
+    let (file, audio_ms) = if stereo_wanted {
+        let ms = rec.streams.iter().map(|s| s.recorded_ms).max().unwrap_or(0);
+        (rec.recordings.stereo.clone(), ms)
+    } else {
+        let stream = match leg.as_deref() {
+            None => rec.streams.iter().find(|s| s.recording.is_some()),
+            Some(l) => rec.streams.iter().find(|s| {
+                s.label.as_str() == l || s.participant_id.as_ref().is_some_and(|p| p.as_str() == l)
+            }),
+        };
+        match stream {
+            Some(s) => (s.recording.clone(), s.recorded_ms),
+            None => {
+                let legs: Vec<String> = rec
+                    .streams
+                    .iter()
+                    .map(|s| s.label.0.clone())
+                    .chain(rec.recordings.stereo.iter().map(|_| "stereo".to_owned()))
+                    .collect();
+                return detail(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "no leg {:?} in this call; legs: {}",
+                        leg.unwrap_or_default(),
+                        legs.join(", ")
+                    ),
+                );
+            }
+        }
+    };
+    let Some(file) = file else {
+        return detail(StatusCode::NOT_FOUND, "no recording for this leg");
+    };
+    if audio_ms == 0 {
+        return detail(StatusCode::NOT_FOUND, "no audio recorded yet");
+    }
+    match actix_files::NamedFile::open(&file) {
+        Ok(f) => f
+            .set_content_type("audio/wav".parse().expect("static mime"))
+            .into_response(&req),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            detail(StatusCode::GONE, "recording deleted (retention)")
+        }
+        Err(e) => detail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("recording unreadable: {e}"),
+        ),
+    }
+}
+
+/// `GET /api/v1/calls/{id}/talk-time`: talk-time analytics from the speech
+/// regions of each stream, live or final.
+async fn talk_time(reg: Registry, path: web::Path<String>) -> HttpResponse {
+    let rec = match lookup(&reg, path.into_inner()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    HttpResponse::Ok().json(talk_time_of(&rec, Utc::now()))
+}
+
+/// The talk-time answer of a session record.
+pub fn talk_time_of(
+    rec: &earshot::session::SessionRecord,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    let duration_ms = (rec.duration_secs(now) * 1000.0) as u64;
+    let audio: Vec<&earshot::session::StreamInfo> = rec
+        .streams
+        .iter()
+        .filter(|s| s.codec.is_some() && s.local_port != 0)
+        .collect();
+    let roles: Vec<Option<&str>> = audio
+        .iter()
+        .map(|s| {
+            s.participant_id.as_ref().and_then(|p| {
+                rec.participants
+                    .iter()
+                    .find(|x| &x.participant_id == p)
+                    .and_then(|x| x.role.as_deref())
+            })
+        })
+        .collect();
+    let speakers: Vec<earshot::talktime::SpeakerInput> = audio
+        .iter()
+        .zip(roles.iter())
+        .map(|(s, role)| earshot::talktime::SpeakerInput {
+            id: s
+                .participant_id
+                .as_ref()
+                .map(|p| p.as_str())
+                .unwrap_or(s.label.as_str()),
+            role: *role,
+            label: s.label.as_str(),
+            regions: &s.speech,
+            words: None,
+        })
+        .collect();
+    let mixed = audio.len() == 1;
+    let mut v = earshot::talktime::talk_time(duration_ms, &speakers, mixed);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("call_id".into(), json!(rec.call_id));
+        o.insert("status".into(), json!(rec.status));
+    }
+    v
+}
+
+/// `GET /api/v1/calls/{id}/events`: the call's media events so far.
+async fn events(reg: Registry, path: web::Path<String>) -> HttpResponse {
+    let rec = match lookup(&reg, path.into_inner()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    HttpResponse::Ok().json(json!({
+        "call_id": rec.call_id,
+        "events": rec.events,
+        "events_dropped": rec.events_dropped,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,133 +494,4 @@ mod tests {
         let errs = parse_query(&q(&[("from", "2026-03-01"), ("to", "2026-02-01")])).unwrap_err();
         assert_eq!(errs[0]["loc"][1], "from");
     }
-}
-
-async fn lookup(reg: &Registry, id: String) -> Result<earshot::session::SessionRecord, HttpResponse> {
-    if let Some(r) = call_id_error(&id) {
-        return Err(r);
-    }
-    match reg.send(GetCall(id)).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(registry_error(e)),
-        Err(_) => Err(mailbox_error()),
-    }
-}
-
-/// `GET /api/v1/calls/{id}/recording?leg=<label|participant_id|stereo>`:
-/// the WAV (16 kHz, 16-bit). Default leg: stereo when there is one, else the
-/// single stream. 404 before any audio, 410 once the file is gone.
-async fn recording(
-    req: actix_web::HttpRequest,
-    reg: Registry,
-    path: web::Path<String>,
-    q: web::Query<HashMap<String, String>>,
-) -> HttpResponse {
-    let rec = match lookup(&reg, path.into_inner()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let leg = q.get("leg").cloned();
-    let stereo_wanted = leg.as_deref() == Some("stereo")
-        || (leg.is_none() && rec.recordings.stereo.is_some());
-    let (file, audio_ms) = if stereo_wanted {
-        let ms = rec.streams.iter().map(|s| s.recorded_ms).max().unwrap_or(0);
-        (rec.recordings.stereo.clone(), ms)
-    } else {
-        let stream = match leg.as_deref() {
-            None => rec.streams.iter().find(|s| s.recording.is_some()),
-            Some(l) => rec.streams.iter().find(|s| {
-                s.label.as_str() == l || s.participant_id.as_ref().is_some_and(|p| p.as_str() == l)
-            }),
-        };
-        match stream {
-            Some(s) => (s.recording.clone(), s.recorded_ms),
-            None => {
-                let legs: Vec<String> = rec
-                    .streams
-                    .iter()
-                    .map(|s| s.label.0.clone())
-                    .chain(rec.recordings.stereo.iter().map(|_| "stereo".to_owned()))
-                    .collect();
-                return detail(
-                    StatusCode::NOT_FOUND,
-                    &format!("no leg {:?} in this call; legs: {}", leg.unwrap_or_default(), legs.join(", ")),
-                );
-            }
-        }
-    };
-    let Some(file) = file else {
-        return detail(StatusCode::NOT_FOUND, "no recording for this leg");
-    };
-    if audio_ms == 0 {
-        return detail(StatusCode::NOT_FOUND, "no audio recorded yet");
-    }
-    match actix_files::NamedFile::open(&file) {
-        Ok(f) => f
-            .set_content_type("audio/wav".parse().expect("static mime"))
-            .into_response(&req),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            detail(StatusCode::GONE, "recording deleted (retention)")
-        }
-        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &format!("recording unreadable: {e}")),
-    }
-}
-
-/// `GET /api/v1/calls/{id}/talk-time`: talk-time analytics from the speech
-/// regions of each stream, live or final.
-async fn talk_time(reg: Registry, path: web::Path<String>) -> HttpResponse {
-    let rec = match lookup(&reg, path.into_inner()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    HttpResponse::Ok().json(talk_time_of(&rec, Utc::now()))
-}
-
-/// The talk-time answer of a session record.
-pub fn talk_time_of(rec: &earshot::session::SessionRecord, now: DateTime<Utc>) -> serde_json::Value {
-    let duration_ms = (rec.duration_secs(now) * 1000.0) as u64;
-    let audio: Vec<&earshot::session::StreamInfo> =
-        rec.streams.iter().filter(|s| s.codec.is_some() && s.local_port != 0).collect();
-    let roles: Vec<Option<&str>> = audio
-        .iter()
-        .map(|s| {
-            s.participant_id.as_ref().and_then(|p| {
-                rec.participants
-                    .iter()
-                    .find(|x| &x.participant_id == p)
-                    .and_then(|x| x.role.as_deref())
-            })
-        })
-        .collect();
-    let speakers: Vec<earshot::talktime::SpeakerInput> = audio
-        .iter()
-        .zip(roles.iter())
-        .map(|(s, role)| earshot::talktime::SpeakerInput {
-            id: s.participant_id.as_ref().map(|p| p.as_str()).unwrap_or(s.label.as_str()),
-            role: *role,
-            label: s.label.as_str(),
-            regions: &s.speech,
-            words: None,
-        })
-        .collect();
-    let mixed = audio.len() == 1;
-    let mut v = earshot::talktime::talk_time(duration_ms, &speakers, mixed);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("call_id".into(), json!(rec.call_id));
-        o.insert("status".into(), json!(rec.status));
-    }
-    v
-}
-
-/// `GET /api/v1/calls/{id}/events`: the call's media events so far.
-async fn events(reg: Registry, path: web::Path<String>) -> HttpResponse {
-    let rec = match lookup(&reg, path.into_inner()).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    HttpResponse::Ok().json(json!({
-        "call_id": rec.call_id,
-        "events": rec.events,
-        "events_dropped": rec.events_dropped,
-    }))
 }
