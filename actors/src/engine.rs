@@ -51,7 +51,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "fault injection is ON (X-Earshot-Fault headers are honoured): testing only"
         );
     }
-    let media_threads: Vec<Arbiter> = (0..settings.media_threads).map(|_| Arbiter::new()).collect();
+    let media_threads: Vec<Arbiter> = (0..settings.media_threads)
+        .map(|_| Arbiter::new())
+        .collect();
     let recordings_dir = settings.data_dir.join("recordings");
     std::fs::create_dir_all(&recordings_dir)
         .with_context(|| format!("creating {}", recordings_dir.display()))?;

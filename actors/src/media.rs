@@ -212,9 +212,14 @@ impl MediaActor {
             readers.push(h);
         }
         if let Some(rtcp) = rtcp {
-            if let Some(h) =
-                spawn_reader(ctx, rtcp, index, true, dropped.clone(), Some(rtcp_packets.clone()))
-            {
+            if let Some(h) = spawn_reader(
+                ctx,
+                rtcp,
+                index,
+                true,
+                dropped.clone(),
+                Some(rtcp_packets.clone()),
+            ) {
                 readers.push(h);
             }
         }
