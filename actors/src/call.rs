@@ -4,9 +4,9 @@
 //! media arbiter) with the RTP/RTCP sockets the registry bound before the
 //! 200 OK. It applies signalling updates the registry forwards, folds the
 //! media actor's reports (events, statistics, speech regions, recordings)
-//! into the record, journals the record to the store, and at the end stops
-//! the media (final playout, WAVs finalized), writes the final record
-//! durably, and tells the registry. Every handler runs behind a panic guard:
+//! into the record, journals the record to the store every few seconds, and
+//! at the end stops the media (final playout, WAVs finalized), writes the
+//! final record durably, and tells the registry. Every handler runs behind a panic guard:
 //! a panic ends this call as `failed` with the panic message, persisted, and
 //! touches nothing else.
 
@@ -26,8 +26,10 @@ use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-/// How often a live call journals itself and refreshes the registry's view.
+/// How often a live call refreshes the registry's view.
 const TICK: Duration = Duration::from_secs(1);
+/// How often (in ticks) a changed live call is journaled to the store.
+const JOURNAL_TICKS: u32 = 5;
 
 /// RTP socket (and RTCP socket on port+1, when it could be bound) of a port.
 pub type BoundPort = (u16, std::net::UdpSocket, Option<std::net::UdpSocket>);
@@ -57,6 +59,7 @@ pub struct CallActor {
     start: Instant,
     bind_ip: std::net::IpAddr,
     dirty: bool,
+    ticks: u32,
     finishing: bool,
     /// Test hook: panic on the first tick (from `X-Earshot-Fault: panic`
     /// when fault injection is enabled).
@@ -121,6 +124,7 @@ impl CallActor {
             start: Instant::now(),
             bind_ip: init.bind_ip,
             dirty: true,
+            ticks: 0,
             finishing: false,
             fault: init.fault,
         }
@@ -239,7 +243,8 @@ impl CallActor {
         let now = chrono::Utc::now();
         self.record.total_audio_duration = self.record.duration_secs(now);
         self.registry.do_send(Snapshot(self.record.clone()));
-        if self.dirty {
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.dirty && (self.ticks == 1 || self.ticks % JOURNAL_TICKS == 0) {
             self.dirty = false;
             self.store.do_send(Put {
                 record: self.record.clone(),

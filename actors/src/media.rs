@@ -3,8 +3,9 @@
 //! and one [`StreamPipeline`] per answered m-line.
 //!
 //! Socket readers are futures on the same arbiter that hand each datagram
-//! to the actor's bounded mailbox with `try_send`; a full mailbox drops the
-//! datagram and counts it (`dropped_by_engine`). Every 20 ms the actor plays
+//! to the call's bounded crossbeam channel with `try_send`; a full channel
+//! drops the datagram and counts it (`dropped_by_engine`). The actor drains
+//! the channel on its 20 ms tick (no actor message per packet). Every 20 ms the actor plays
 //! out what is due, writes the recordings (one WAV per stream, plus a
 //! stereo WAV of the first two streams), and sends what happened (speech,
 //! DTMF, hold, SSRC, pause events) to its `CallActor`; every second also
@@ -29,8 +30,12 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(20);
 /// Statistics and WAV header flush period, in ticks.
 const REPORT_TICKS: u32 = 50;
-/// Datagrams queued per call before the engine drops them.
-pub const MAILBOX: usize = 1024;
+/// Datagrams queued per call before the engine drops them (2.5 s of two
+/// 20 ms streams; the queue is drained every tick).
+pub const QUEUE: usize = 256;
+/// Most audio one stereo side may run ahead of the other before the other
+/// is padded with silence (1 s at 16 kHz).
+const MAX_STEREO_SKEW: usize = 16_000;
 
 type Wav = hound::WavWriter<BufWriter<File>>;
 
@@ -82,6 +87,8 @@ pub struct MediaActor {
     ticks: u32,
     events: Vec<(usize, MediaEvent)>,
     finished: bool,
+    tx: crossbeam_channel::Sender<Datagram>,
+    rx: crossbeam_channel::Receiver<Datagram>,
 }
 
 /// A directory name for a call: its Call-ID made path-safe, plus a hash so
@@ -149,7 +156,10 @@ impl MediaActor {
         streams: Vec<StreamSetup>,
     ) -> Self {
         let dir = call_dir(&cfg.recordings_dir, call_id);
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         Self {
+            tx,
+            rx,
             call,
             cfg,
             start,
@@ -184,7 +194,7 @@ impl MediaActor {
         })
     }
 
-    fn add_stream(&mut self, ctx: &mut Context<Self>, setup: StreamSetup) {
+    fn add_stream(&mut self, setup: StreamSetup) {
         let a = &setup.answer;
         let Some((rtp, rtcp)) = setup.sockets else {
             return;
@@ -208,12 +218,12 @@ impl MediaActor {
         let dropped = Rc::new(Cell::new(0u64));
         let rtcp_packets = Rc::new(Cell::new(0u64));
         let mut readers = vec![];
-        if let Some(h) = spawn_reader(ctx, rtp, index, false, dropped.clone(), None) {
+        if let Some(h) = spawn_reader(self.tx.clone(), rtp, index, false, dropped.clone(), None) {
             readers.push(h);
         }
         if let Some(rtcp) = rtcp {
             if let Some(h) = spawn_reader(
-                ctx,
+                self.tx.clone(),
                 rtcp,
                 index,
                 true,
@@ -258,6 +268,12 @@ impl MediaActor {
     }
 
     fn tick(&mut self, now: Instant) {
+        // Everything the readers queued since the last tick.
+        while let Ok(d) = self.rx.try_recv() {
+            if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
+                s.pipeline.push(d.at, d.from, &d.bytes);
+            }
+        }
         let mut events = vec![];
         for (i, s) in self.streams.iter_mut().enumerate() {
             s.audio.clear();
@@ -284,10 +300,13 @@ impl MediaActor {
             self.right.clear();
             return;
         };
-        let n = if end {
-            self.left.len().max(self.right.len())
+        let (l, r) = (self.left.len(), self.right.len());
+        // One side silent or far behind (e.g. its source stalled): pad it
+        // rather than let the other side pile up.
+        let n = if end || l.abs_diff(r) > MAX_STEREO_SKEW {
+            l.max(r)
         } else {
-            self.left.len().min(self.right.len())
+            l.min(r)
         };
         if n > 0 {
             let mut sw = w.get_i16_writer(2 * n as u32);
@@ -342,10 +361,10 @@ impl MediaActor {
     }
 }
 
-/// Read one socket on this arbiter; hand datagrams to the actor with
-/// `try_send`, counting drops when its mailbox is full.
+/// Read one socket on this arbiter; queue datagrams for the actor with
+/// `try_send`, counting drops when the queue is full.
 fn spawn_reader(
-    ctx: &mut Context<MediaActor>,
+    tx: crossbeam_channel::Sender<Datagram>,
     sock: std::net::UdpSocket,
     index: usize,
     rtcp: bool,
@@ -363,7 +382,6 @@ fn spawn_reader(
             return None;
         }
     };
-    let addr = ctx.address();
     Some(actix_rt::spawn(async move {
         let mut buf = vec![0u8; 2048];
         loop {
@@ -382,7 +400,7 @@ fn spawn_reader(
                 at: Instant::now(),
                 bytes: buf[..n].to_vec(),
             };
-            if addr.try_send(msg).is_err() {
+            if tx.try_send(msg).is_err() {
                 dropped.set(dropped.get() + 1);
             }
         }
@@ -393,11 +411,10 @@ impl Actor for MediaActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX);
         let now = Instant::now();
         for s in std::mem::take(&mut self.pending) {
             let paused = s.answer.paused;
-            self.add_stream(ctx, s);
+            self.add_stream(s);
             if paused {
                 if let Some(st) = self.streams.last_mut() {
                     st.pipeline.pause(now);
@@ -430,22 +447,12 @@ impl Actor for MediaActor {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A datagram as the reader saw it.
 struct Datagram {
     index: usize,
     from: SocketAddr,
     at: Instant,
     bytes: Vec<u8>,
-}
-
-impl Handler<Datagram> for MediaActor {
-    type Result = ();
-    fn handle(&mut self, d: Datagram, _: &mut Context<Self>) {
-        if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
-            s.pipeline.push(d.at, d.from, &d.bytes);
-        }
-    }
 }
 
 /// Streams renegotiated: pause/resume existing ones, start new ones.
@@ -455,7 +462,7 @@ pub struct Renegotiate(pub Vec<StreamSetup>);
 
 impl Handler<Renegotiate> for MediaActor {
     type Result = ();
-    fn handle(&mut self, m: Renegotiate, ctx: &mut Context<Self>) {
+    fn handle(&mut self, m: Renegotiate, _: &mut Context<Self>) {
         let now = Instant::now();
         let mut by_index: HashMap<usize, StreamSetup> =
             m.0.into_iter().map(|s| (s.answer.index, s)).collect();
@@ -470,7 +477,7 @@ impl Handler<Renegotiate> for MediaActor {
         }
         for (_, setup) in by_index {
             let paused = setup.answer.paused;
-            self.add_stream(ctx, setup);
+            self.add_stream(setup);
             if paused {
                 if let Some(s) = self.streams.last_mut() {
                     s.pipeline.pause(now);
