@@ -11,6 +11,9 @@ use earshot::session::{
 };
 use std::path::Path;
 
+/// sled page-cache size.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
@@ -25,7 +28,13 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 
 impl SledStore {
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::open(dir).map_err(io)?;
+        // sled's page cache defaults to 1 GiB; sessions are small and read
+        // rarely, so a small cache keeps the engine's memory flat.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(io)?;
         Ok(SledStore {
             sessions: db.open_tree("sessions").map_err(io)?,
             by_start: db.open_tree("by_start").map_err(io)?,
