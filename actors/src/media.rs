@@ -36,6 +36,8 @@ pub const QUEUE: usize = 256;
 /// Most audio one stereo side may run ahead of the other before the other
 /// is padded with silence (1 s at 16 kHz).
 const MAX_STEREO_SKEW: usize = 16_000;
+/// Audio buffers larger than this (100 ms) are shrunk after a tick.
+const MAX_KEPT_SAMPLES: usize = 1_600;
 
 type Wav = hound::WavWriter<BufWriter<File>>;
 
@@ -291,6 +293,18 @@ impl MediaActor {
             }
         }
         self.write_stereo(false);
+        // A late tick (overload) produces a long chunk; don't keep its
+        // capacity around for the rest of the call.
+        for s in self.streams.iter_mut() {
+            if s.audio.capacity() > MAX_KEPT_SAMPLES {
+                s.audio = Vec::with_capacity(640);
+            }
+        }
+        for v in [&mut self.left, &mut self.right] {
+            if v.capacity() > 2 * MAX_STEREO_SKEW && v.len() < MAX_KEPT_SAMPLES {
+                v.shrink_to(MAX_KEPT_SAMPLES);
+            }
+        }
     }
 
     /// Write the aligned part of left/right; at the end pad the shorter side.
