@@ -64,6 +64,9 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
+/// Frames quieter than this are digital silence: no FFT for them.
+const DIGITAL_SILENCE_DB: f32 = -80.0;
+
 use crate::vad::{FRAME_MS, FRAME_SAMPLES};
 
 /// What a stretch of audio is.
@@ -578,6 +581,11 @@ impl AudioClassifier {
             silent: energy_db < SILENCE_DB,
             ..FrameFeatures::default()
         };
+        if energy_db < DIGITAL_SILENCE_DB {
+            // Silence fill (no RTP, paused stream): no spectrum to speak of.
+            self.prev_mag.iter_mut().for_each(|m| *m = 0.0);
+            return f;
+        }
         if self
             .fft
             .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
