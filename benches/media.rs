@@ -124,7 +124,11 @@ fn bench(c: &mut Criterion) {
         let frames: Vec<&[f32]> = up.chunks_exact(320).collect();
         let mut k = 0usize;
         b.iter(|| {
-            let e = cl.push(20 * k as u64, frames[k % frames.len()], k % 3 != 0);
+            let e = cl.push(
+                20 * k as u64,
+                frames[k % frames.len()],
+                !k.is_multiple_of(3),
+            );
             k += 1;
             black_box(e.is_some())
         })

@@ -106,6 +106,14 @@ pub struct ReceiveCounters {
     /// Dropped because the call's media mailbox was full.
     pub dropped_by_engine: u64,
     pub rtcp_packets: u64,
+    /// RTCP sender reports from the SRC, malformed RTCP datagrams.
+    #[serde(default)]
+    pub rtcp_sender_reports: u64,
+    #[serde(default)]
+    pub rtcp_malformed: u64,
+    /// Packets the SRC says (latest RTCP SR) it sent on this stream.
+    #[serde(default)]
+    pub src_reported_sent: Option<u32>,
     pub malformed: u64,
     pub unknown_payload_type: u64,
     pub rejected_source: u64,
@@ -120,6 +128,9 @@ impl ReceiveCounters {
         Self {
             dropped_by_engine,
             rtcp_packets,
+            rtcp_sender_reports: 0,
+            rtcp_malformed: 0,
+            src_reported_sent: None,
             malformed: c.malformed,
             unknown_payload_type: c.unknown_payload_type,
             rejected_source: c.rejected_source,

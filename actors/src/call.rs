@@ -90,7 +90,7 @@ pub struct StreamReport {
     pub stats: StreamStats,
     pub counters: PipelineCounters,
     pub dropped_by_engine: u64,
-    pub rtcp_packets: u64,
+    pub rtcp: crate::media::RtcpSeen,
     pub regions: Vec<SpeechRegion>,
     pub class: Option<AudioClass>,
     pub recording: Option<String>,
@@ -225,7 +225,10 @@ impl CallActor {
                 if let Some(info) = self.record.streams.iter_mut().find(|i| i.label == label) {
                     info.stats = Some(s.stats);
                     info.receive =
-                        ReceiveCounters::new(s.dropped_by_engine, s.rtcp_packets, s.counters);
+                        ReceiveCounters::new(s.dropped_by_engine, s.rtcp.packets, s.counters);
+                    info.receive.rtcp_sender_reports = s.rtcp.sender_reports;
+                    info.receive.rtcp_malformed = s.rtcp.malformed;
+                    info.receive.src_reported_sent = s.rtcp.src_packets_sent;
                     info.speech = s.regions.clone();
                     info.class = s.class;
                     info.recording = s.recording.clone();
@@ -244,7 +247,7 @@ impl CallActor {
         self.record.total_audio_duration = self.record.duration_secs(now);
         self.registry.do_send(Snapshot(self.record.clone()));
         self.ticks = self.ticks.wrapping_add(1);
-        if self.dirty && (self.ticks == 1 || self.ticks % JOURNAL_TICKS == 0) {
+        if self.dirty && (self.ticks == 1 || self.ticks.is_multiple_of(JOURNAL_TICKS)) {
             self.dirty = false;
             self.store.do_send(Put {
                 record: self.record.clone(),

@@ -51,6 +51,33 @@ pub struct MediaConfig {
     pub recordings_dir: PathBuf,
 }
 
+/// What a stream's RTCP port has told us.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RtcpSeen {
+    pub packets: u64,
+    pub malformed: u64,
+    pub sender_reports: u64,
+    /// Packet count of the SRC's latest sender report: what it says it sent.
+    pub src_packets_sent: Option<u32>,
+}
+
+impl RtcpSeen {
+    fn absorb(&mut self, datagram: &[u8]) {
+        self.packets += 1;
+        match earshot::rtp::parse_rtcp(datagram) {
+            Ok(infos) => {
+                for i in infos {
+                    if let earshot::rtp::RtcpInfo::SenderReport(sr) = i {
+                        self.sender_reports += 1;
+                        self.src_packets_sent = Some(sr.packet_count);
+                    }
+                }
+            }
+            Err(_) => self.malformed += 1,
+        }
+    }
+}
+
 /// What the call hands its media actor for one stream.
 pub struct StreamSetup {
     pub answer: StreamAnswer,
@@ -64,7 +91,7 @@ struct Stream {
     label: String,
     pipeline: StreamPipeline,
     dropped: Rc<Cell<u64>>,
-    rtcp_packets: Rc<Cell<u64>>,
+    rtcp: Rc<Cell<RtcpSeen>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
     wav: Option<Wav>,
     path: PathBuf,
@@ -218,7 +245,7 @@ impl MediaActor {
             .unwrap_or_else(|| a.index.to_string());
         let index = a.index;
         let dropped = Rc::new(Cell::new(0u64));
-        let rtcp_packets = Rc::new(Cell::new(0u64));
+        let rtcp_seen = Rc::new(Cell::new(RtcpSeen::default()));
         let mut readers = vec![];
         if let Some(h) = spawn_reader(self.tx.clone(), rtp, index, false, dropped.clone(), None) {
             readers.push(h);
@@ -230,7 +257,7 @@ impl MediaActor {
                 index,
                 true,
                 dropped.clone(),
-                Some(rtcp_packets.clone()),
+                Some(rtcp_seen.clone()),
             ) {
                 readers.push(h);
             }
@@ -251,7 +278,7 @@ impl MediaActor {
             label,
             pipeline,
             dropped,
-            rtcp_packets,
+            rtcp: rtcp_seen,
             readers,
             wav,
             path,
@@ -346,7 +373,7 @@ impl MediaActor {
                     stats: s.pipeline.stats(),
                     counters: s.pipeline.counters(),
                     dropped_by_engine: s.dropped.get(),
-                    rtcp_packets: s.rtcp_packets.get(),
+                    rtcp: s.rtcp.get(),
                     regions: s.pipeline.regions().to_vec(),
                     class: s.pipeline.current_class(),
                     recording: s.wav.as_ref().map(|_| s.path.display().to_string()),
@@ -383,7 +410,7 @@ fn spawn_reader(
     index: usize,
     rtcp: bool,
     dropped: Rc<Cell<u64>>,
-    rtcp_count: Option<Rc<Cell<u64>>>,
+    rtcp_seen: Option<Rc<Cell<RtcpSeen>>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if let Err(e) = sock.set_nonblocking(true) {
         tracing::warn!(%e, "RTP socket");
@@ -403,8 +430,10 @@ fn spawn_reader(
                 continue;
             };
             if rtcp {
-                if let Some(c) = &rtcp_count {
-                    c.set(c.get() + 1);
+                if let Some(c) = &rtcp_seen {
+                    let mut seen = c.get();
+                    seen.absorb(&buf[..n]);
+                    c.set(seen);
                 }
                 continue;
             }
@@ -441,7 +470,7 @@ impl Actor for MediaActor {
             }
             act.tick(Instant::now());
             act.ticks += 1;
-            let stats = act.ticks % REPORT_TICKS == 0;
+            let stats = act.ticks.is_multiple_of(REPORT_TICKS);
             if stats {
                 act.flush_files();
             }
@@ -545,5 +574,43 @@ impl Handler<StopMedia> for MediaActor {
         }
         ctx.stop();
         MessageResult(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtcp_sender_reports_are_read_and_junk_counted() {
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&0x1111_2222u32.to_be_bytes()); // SSRC
+        sr.extend_from_slice(&[0; 8]); // NTP
+        sr.extend_from_slice(&1234u32.to_be_bytes()); // RTP ts
+        sr.extend_from_slice(&777u32.to_be_bytes()); // packets sent
+        sr.extend_from_slice(&(777u32 * 160).to_be_bytes()); // octets
+        let mut seen = RtcpSeen::default();
+        seen.absorb(&sr);
+        seen.absorb(b"\x80\xc8junk");
+        assert_eq!(seen.packets, 2);
+        assert_eq!(seen.sender_reports, 1);
+        assert_eq!(seen.src_packets_sent, Some(777));
+        assert_eq!(seen.malformed, 1);
+    }
+
+    #[test]
+    fn call_dirs_are_path_safe_and_distinct() {
+        let root = Path::new("/rec");
+        let a = call_dir(root, "a/../b@host");
+        let b = call_dir(root, "a_.._b@host");
+        // One component right under the root, whatever the Call-ID holds.
+        for id in ["a/../b@host", "..", "/etc/passwd", ""] {
+            let d = call_dir(root, id);
+            assert_eq!(d.parent(), Some(root), "{id}");
+            assert!(d.components().count() == root.components().count() + 1);
+        }
+        assert_ne!(a, b);
+        assert_eq!(label_file("1"), "leg-1.wav");
+        assert_eq!(label_file("../x"), "leg-___x.wav");
     }
 }
