@@ -232,12 +232,7 @@ impl StreamPipeline {
     /// samples to `audio` and what happened to `events`.
     pub fn poll(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
         self.anchor_target = self.target(now);
-        while let Some(unit) = self.jitter.pop(now) {
-            match unit {
-                Playout::Packet(p) => self.play_packet(p, audio),
-                Playout::Lost { timestamp, samples } => self.play_lost(timestamp, samples, audio),
-            }
-        }
+        self.play_due(now, audio);
         let target = self.target(now);
         let idle = self.jitter.next_deadline().is_none();
         if (idle || self.paused_at.is_some()) && self.produced + FILL_SLACK_SAMPLES < target {
@@ -252,12 +247,7 @@ impl StreamPipeline {
     pub fn finish(&mut self, now: Instant, audio: &mut Vec<f32>, events: &mut Vec<MediaEvent>) {
         let far = now + self.cfg.jitter_depth + Duration::from_secs(1);
         self.anchor_target = self.target(now);
-        while let Some(unit) = self.jitter.pop(far) {
-            match unit {
-                Playout::Packet(p) => self.play_packet(p, audio),
-                Playout::Lost { timestamp, samples } => self.play_lost(timestamp, samples, audio),
-            }
-        }
+        self.play_due(far, audio);
         let end = self.elapsed_samples(now);
         if self.produced < end {
             self.emit_silence(end - self.produced, audio);
@@ -383,6 +373,16 @@ impl StreamPipeline {
             None => {
                 self.anchor = Some((ts, fresh));
                 fresh
+            }
+        }
+    }
+
+    /// Play everything the jitter buffer releases by `at`.
+    fn play_due(&mut self, at: Instant, audio: &mut Vec<f32>) {
+        while let Some(unit) = self.jitter.pop(at) {
+            match unit {
+                Playout::Packet(p) => self.play_packet(p, audio),
+                Playout::Lost { timestamp, samples } => self.play_lost(timestamp, samples, audio),
             }
         }
     }

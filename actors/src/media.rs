@@ -296,17 +296,17 @@ impl MediaActor {
         }
     }
 
-    fn tick(&mut self, now: Instant) {
-        // Everything the readers queued since the last tick.
-        while let Ok(d) = self.rx.try_recv() {
-            if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
-                s.pipeline.push(d.at, d.from, &d.bytes);
-            }
-        }
+    /// Play out every stream (`last`: the call is over, close everything),
+    /// write the legs' recordings and the stereo mix, collect events.
+    fn play(&mut self, now: Instant, last: bool) {
         let mut events = vec![];
         for (i, s) in self.streams.iter_mut().enumerate() {
             s.audio.clear();
-            s.pipeline.poll(now, &mut s.audio, &mut events);
+            if last {
+                s.pipeline.finish(now, &mut s.audio, &mut events);
+            } else {
+                s.pipeline.poll(now, &mut s.audio, &mut events);
+            }
             for e in events.drain(..) {
                 self.events.push((s.index, e));
             }
@@ -319,7 +319,17 @@ impl MediaActor {
                 _ => {}
             }
         }
-        self.write_stereo(false);
+        self.write_stereo(last);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        // Everything the readers queued since the last tick.
+        while let Ok(d) = self.rx.try_recv() {
+            if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
+                s.pipeline.push(d.at, d.from, &d.bytes);
+            }
+        }
+        self.play(now, false);
         // A late tick (overload) produces a long chunk; don't keep its
         // capacity around for the rest of the call.
         for s in self.streams.iter_mut() {
@@ -541,23 +551,7 @@ impl Handler<StopMedia> for MediaActor {
     fn handle(&mut self, _: StopMedia, ctx: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         self.tick(now);
-        let mut events = vec![];
-        for (i, s) in self.streams.iter_mut().enumerate() {
-            s.audio.clear();
-            s.pipeline.finish(now, &mut s.audio, &mut events);
-            for e in events.drain(..) {
-                self.events.push((s.index, e));
-            }
-            if let Some(w) = s.wav.as_mut() {
-                write_mono(w, &s.audio);
-            }
-            match i {
-                0 => self.left.extend_from_slice(&s.audio),
-                1 => self.right.extend_from_slice(&s.audio),
-                _ => {}
-            }
-        }
-        self.write_stereo(true);
+        self.play(now, true);
         self.finished = true;
         let report = self.report(true);
         for s in self.streams.iter_mut() {
