@@ -102,7 +102,7 @@ pub enum MediaEvent {
 }
 
 /// Per-stream receive counters beyond the jitter buffer's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineCounters {
     pub malformed: u64,
     pub unknown_payload_type: u64,

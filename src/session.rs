@@ -100,10 +100,10 @@ pub struct StreamInfo {
     pub recorded_ms: u64,
 }
 
-/// Datagrams the engine discarded on a stream.
+/// Datagrams the engine discarded on a stream, and what RTCP said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReceiveCounters {
-    /// Dropped because the call's media mailbox was full.
+    /// Dropped because the call's media queue was full.
     pub dropped_by_engine: u64,
     pub rtcp_packets: u64,
     /// RTCP sender reports from the SRC, malformed RTCP datagrams.
@@ -114,32 +114,10 @@ pub struct ReceiveCounters {
     /// Packets the SRC says (latest RTCP SR) it sent on this stream.
     #[serde(default)]
     pub src_reported_sent: Option<u32>,
-    pub malformed: u64,
-    pub unknown_payload_type: u64,
-    pub rejected_source: u64,
-    pub dtmf_packets: u64,
-    pub comfort_noise: u64,
-    pub ignored_while_paused: u64,
-    pub decode_errors: u64,
-}
-
-impl ReceiveCounters {
-    pub fn new(dropped_by_engine: u64, rtcp_packets: u64, c: PipelineCounters) -> Self {
-        Self {
-            dropped_by_engine,
-            rtcp_packets,
-            rtcp_sender_reports: 0,
-            rtcp_malformed: 0,
-            src_reported_sent: None,
-            malformed: c.malformed,
-            unknown_payload_type: c.unknown_payload_type,
-            rejected_source: c.rejected_source,
-            dtmf_packets: c.dtmf_packets,
-            comfort_noise: c.comfort_noise,
-            ignored_while_paused: c.ignored_while_paused,
-            decode_errors: c.decode_errors,
-        }
-    }
+    /// What the stream's pipeline discarded (malformed, unknown payload
+    /// type, rejected source, ...).
+    #[serde(flatten)]
+    pub pipeline: PipelineCounters,
 }
 
 /// Where the recordings are.

@@ -224,11 +224,14 @@ impl CallActor {
                 let label = self.label_of(s.index);
                 if let Some(info) = self.record.streams.iter_mut().find(|i| i.label == label) {
                     info.stats = Some(s.stats);
-                    info.receive =
-                        ReceiveCounters::new(s.dropped_by_engine, s.rtcp.packets, s.counters);
-                    info.receive.rtcp_sender_reports = s.rtcp.sender_reports;
-                    info.receive.rtcp_malformed = s.rtcp.malformed;
-                    info.receive.src_reported_sent = s.rtcp.src_packets_sent;
+                    info.receive = ReceiveCounters {
+                        dropped_by_engine: s.dropped_by_engine,
+                        rtcp_packets: s.rtcp.packets,
+                        rtcp_sender_reports: s.rtcp.sender_reports,
+                        rtcp_malformed: s.rtcp.malformed,
+                        src_reported_sent: s.rtcp.src_packets_sent,
+                        pipeline: s.counters,
+                    };
                     info.speech = s.regions.clone();
                     info.class = s.class;
                     info.recording = s.recording.clone();
