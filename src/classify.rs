@@ -199,7 +199,7 @@ struct Slot {
 /// Turns frames into class spans. One per stream; `Send`.
 pub struct AudioClassifier {
     fft: Arc<dyn RealToComplex<f32>>,
-    window: Vec<f32>,
+    window: Arc<[f32]>,
     input: Vec<f32>,
     spectrum: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
@@ -244,16 +244,22 @@ impl Default for AudioClassifier {
 }
 
 impl AudioClassifier {
-    /// A classifier (plans its FFT once).
+    /// A classifier. The FFT plan and the window are shared by every
+    /// classifier on the thread (thousands of streams share one plan).
     pub fn new() -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fft = planner.plan_fft_forward(FFT_LEN);
-        let window = (0..FRAME_SAMPLES)
-            .map(|i| {
-                let x = std::f32::consts::PI * 2.0 * i as f32 / FRAME_SAMPLES as f32;
-                0.5 - 0.5 * x.cos()
-            })
-            .collect();
+        thread_local! {
+            static SHARED: (Arc<dyn RealToComplex<f32>>, Arc<[f32]>) = {
+                let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT_LEN);
+                let window = (0..FRAME_SAMPLES)
+                    .map(|i| {
+                        let x = std::f32::consts::PI * 2.0 * i as f32 / FRAME_SAMPLES as f32;
+                        0.5 - 0.5 * x.cos()
+                    })
+                    .collect();
+                (fft, window)
+            };
+        }
+        let (fft, window) = SHARED.with(|(f, w)| (f.clone(), w.clone()));
         AudioClassifier {
             input: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(20);
 /// Statistics and WAV header flush period, in ticks.
 const REPORT_TICKS: u32 = 50;
-/// Datagrams queued per call before the engine drops them (2.5 s of two
+/// Datagrams queued per call before the engine drops them (1.3 s of two
 /// 20 ms streams; the queue is drained every tick).
-pub const QUEUE: usize = 256;
+pub const QUEUE: usize = 128;
 /// Most audio one stereo side may run ahead of the other before the other
 /// is padded with silence (1 s at 16 kHz).
 const MAX_STEREO_SKEW: usize = 16_000;
