@@ -90,15 +90,6 @@ impl Msg {
         self.body = body.into();
         self
     }
-    fn cseq_method(&self) -> &'static str {
-        if self.method == "ACK" || self.method == "CANCEL" {
-            if self.method == "CANCEL" {
-                return "CANCEL";
-            }
-            return "ACK";
-        }
-        self.method
-    }
     fn bytes(&self) -> Vec<u8> {
         let to = match &self.to_tag {
             Some(t) => format!("<sip:srs@10.2.2.2>;tag={t}"),
@@ -106,7 +97,7 @@ impl Msg {
         };
         let mut s = format!(
             "{} sip:srs@10.2.2.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.1.1:5060;branch={}\r\nFrom: <sip:src@10.1.1.1>;tag=src1\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} {}\r\nMax-Forwards: 70\r\nContact: <sip:src@10.1.1.1:5060>;+sip.src\r\n",
-            self.method, self.branch, self.call_id, self.cseq, self.cseq_method()
+            self.method, self.branch, self.call_id, self.cseq, self.method
         );
         for h in &self.extra {
             s.push_str(h);
