@@ -31,20 +31,8 @@ static CALLS_ERR: Mutex<Option<String>> = Mutex::new(None);
 /// Runs `scripts/make-call` once (it is idempotent and fast).
 fn require_calls() {
     CALLS.call_once(|| {
-        let out = Command::new("python3")
-            .arg(repo_root().join("scripts/make-call"))
-            .current_dir(repo_root())
-            .output();
-        let err = match out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => Some(format!("python3: {e}")),
-        };
-        *CALLS_ERR.lock().unwrap() = err;
+        *CALLS_ERR.lock().unwrap() =
+            run_in_repo(Command::new("python3").arg(repo_root().join("scripts/make-call")));
     });
     if let Some(e) = CALLS_ERR.lock().unwrap().as_ref() {
         panic!("scripts/make-call failed ({e}); run scripts/setup");

@@ -60,6 +60,20 @@ pub fn require_sipp() {
     );
 }
 
+/// Run a command in the repository root: `None` on success, else what it
+/// printed (or why it could not start).
+pub fn run_in_repo(cmd: &mut Command) -> Option<String> {
+    match cmd.current_dir(repo_root()).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Some(format!("{:?}: {e}", cmd.get_program())),
+    }
+}
+
 static AUDIO: Once = Once::new();
 static AUDIO_ERR: Mutex<Option<String>> = Mutex::new(None);
 
@@ -71,19 +85,8 @@ pub fn require_audio() {
         {
             return;
         }
-        let out = Command::new(repo_root().join("scripts/make-audio"))
-            .current_dir(repo_root())
-            .output();
-        let err = match out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => Some(e.to_string()),
-        };
-        *AUDIO_ERR.lock().unwrap() = err;
+        *AUDIO_ERR.lock().unwrap() =
+            run_in_repo(&mut Command::new(repo_root().join("scripts/make-audio")));
     });
     if let Some(e) = AUDIO_ERR.lock().unwrap().as_ref() {
         panic!("test audio missing and scripts/make-audio failed ({e}); run scripts/setup");
