@@ -198,12 +198,6 @@ struct Slot {
 
 /// Turns frames into class spans. One per stream; `Send`.
 pub struct AudioClassifier {
-    fft: Arc<dyn RealToComplex<f32>>,
-    window: Arc<[f32]>,
-    input: Vec<f32>,
-    spectrum: Vec<Complex<f32>>,
-    scratch: Vec<Complex<f32>>,
-    power: Vec<f32>,
     /// Magnitudes of the previous frame's band (for the flux).
     prev_mag: Vec<f32>,
     /// Ring of the last `WINDOW_FRAMES` frames (oldest at `head`).
@@ -244,29 +238,11 @@ impl Default for AudioClassifier {
 }
 
 impl AudioClassifier {
-    /// A classifier. The FFT plan and the window are shared by every
-    /// classifier on the thread (thousands of streams share one plan).
+    /// A classifier. The FFT plan, window and FFT buffers are shared by
+    /// every classifier on the thread (thousands of streams share them);
+    /// a classifier itself keeps only what must outlive a frame.
     pub fn new() -> Self {
-        thread_local! {
-            static SHARED: (Arc<dyn RealToComplex<f32>>, Arc<[f32]>) = {
-                let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT_LEN);
-                let window = (0..FRAME_SAMPLES)
-                    .map(|i| {
-                        let x = std::f32::consts::PI * 2.0 * i as f32 / FRAME_SAMPLES as f32;
-                        0.5 - 0.5 * x.cos()
-                    })
-                    .collect();
-                (fft, window)
-            };
-        }
-        let (fft, window) = SHARED.with(|(f, w)| (f.clone(), w.clone()));
         AudioClassifier {
-            input: fft.make_input_vec(),
-            spectrum: fft.make_output_vec(),
-            scratch: fft.make_scratch_vec(),
-            fft,
-            window,
-            power: vec![0.0; FFT_LEN / 2 + 1],
             prev_mag: vec![0.0; FFT_LEN / 2 + 1],
             ring: vec![
                 Slot {
@@ -559,25 +535,31 @@ impl AudioClassifier {
     }
 
     fn features(&mut self, frame: &[f32], speech_hint: bool) -> FrameFeatures {
-        let mut energy = 0.0f64;
-        let mut crossings = 0u32;
-        let mut prev = 0.0f32;
-        for i in 0..FRAME_SAMPLES {
-            let x = frame.get(i).copied().unwrap_or(0.0);
-            let x = if x.is_finite() {
+        WORK.with(|w| self.features_with(&mut w.borrow_mut(), frame, speech_hint))
+    }
+
+    fn features_with(&mut self, w: &mut Work, frame: &[f32], speech_hint: bool) -> FrameFeatures {
+        // Clean copy (wrong lengths padded/truncated, non-finite → 0), then
+        // energy, zero crossings and the window in separate simple passes
+        // the compiler vectorises.
+        let n = frame.len().min(FRAME_SAMPLES);
+        let (head, tail) = w.input.split_at_mut(FRAME_SAMPLES);
+        for (d, &x) in head.iter_mut().zip(&frame[..n]) {
+            *d = if x.is_finite() {
                 x.clamp(-1.0, 1.0)
             } else {
                 0.0
             };
-            energy += f64::from(x * x);
-            if i > 0 && ((x >= 0.0) != (prev >= 0.0)) {
-                crossings += 1;
-            }
-            prev = x;
-            self.input[i] = x * self.window[i];
         }
-        for v in self.input[FRAME_SAMPLES..].iter_mut() {
-            *v = 0.0;
+        head[n..].iter_mut().for_each(|v| *v = 0.0);
+        tail.iter_mut().for_each(|v| *v = 0.0);
+        let energy = f64::from(sum_squares(head));
+        let crossings = head
+            .windows(2)
+            .filter(|w| (w[0] >= 0.0) != (w[1] >= 0.0))
+            .count() as u32;
+        for (v, &w) in head.iter_mut().zip(w.window.iter()) {
+            *v *= w;
         }
         let energy_db = (10.0 * (energy / FRAME_SAMPLES as f64 + 1e-10).log10()) as f32;
         let mut f = FrameFeatures {
@@ -592,11 +574,14 @@ impl AudioClassifier {
             self.prev_mag.iter_mut().for_each(|m| *m = 0.0);
             return f;
         }
-        if self
-            .fft
-            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
-            .is_err()
-        {
+        let Work {
+            fft,
+            input,
+            spectrum,
+            scratch,
+            ..
+        } = w;
+        if fft.process_with_scratch(input, spectrum, scratch).is_err() {
             return f;
         }
         let mut total = 1e-12f32;
@@ -604,18 +589,18 @@ impl AudioClassifier {
         let mut weighted = 0.0f32;
         let mut k1 = BAND_LO;
         for k in BAND_LO..=BAND_HI {
-            let p = self.spectrum[k].norm_sqr() + 1e-12;
-            self.power[k] = p;
+            let p = w.spectrum[k].norm_sqr() + 1e-12;
+            w.power[k] = p;
             total += p;
-            log_sum += p.ln();
+            log_sum += fast_ln(p);
             weighted += p * k as f32 * BIN_HZ;
-            if p > self.power[k1] {
+            if p > w.power[k1] {
                 k1 = k;
             }
         }
         let (mut dot, mut n_prev) = (0.0f32, 0.0f32);
         for k in BAND_LO..=BAND_HI {
-            let m = self.power[k].sqrt();
+            let m = w.power[k].sqrt();
             dot += m * self.prev_mag[k];
             n_prev += self.prev_mag[k] * self.prev_mag[k];
             self.prev_mag[k] = m;
@@ -633,7 +618,7 @@ impl AudioClassifier {
             let hi = (k + LOBE).min(BAND_HI);
             power[lo..=hi].iter().sum()
         };
-        let p1 = lobe(k1, &self.power);
+        let p1 = lobe(k1, &w.power);
         // Second peak: outside the first one's main lobe; its own lobe counts
         // only bins the first did not (two tones 50 Hz apart, such as UK
         // ringback 400+450, make one wide lobe).
@@ -642,7 +627,7 @@ impl AudioClassifier {
             if k.abs_diff(k1) <= LOBE {
                 continue;
             }
-            if k2.is_none_or(|b: usize| self.power[k] > self.power[b]) {
+            if k2.is_none_or(|b: usize| w.power[k] > w.power[b]) {
                 k2 = Some(k);
             }
         }
@@ -651,13 +636,13 @@ impl AudioClassifier {
             let hi = (k2 + LOBE).min(BAND_HI);
             (lo..=hi)
                 .filter(|k| k.abs_diff(k1) > LOBE)
-                .map(|k| self.power[k])
+                .map(|k| w.power[k])
                 .sum()
         });
         f.tonality1 = (p1 / total).min(1.0);
         f.tonality2 = ((p1 + p2) / total).min(1.0);
-        f.peak1_hz = self.interp(k1);
-        f.peak2_hz = k2.map_or(0.0, |k| self.interp(k));
+        f.peak1_hz = interp(&w.power, k1);
+        f.peak2_hz = k2.map_or(0.0, |k| interp(&w.power, k));
 
         if !f.silent {
             f.dtmf_digit = dtmf_digit(&f, p1, p2);
@@ -670,23 +655,54 @@ impl AudioClassifier {
         }
         f
     }
+}
 
-    /// Peak frequency by parabolic interpolation on log power.
-    fn interp(&self, k: usize) -> f32 {
-        if k <= BAND_LO || k >= BAND_HI {
-            return k as f32 * BIN_HZ;
-        }
-        let a = self.power[k - 1].ln();
-        let b = self.power[k].ln();
-        let c = self.power[k + 1].ln();
-        let den = a - 2.0 * b + c;
-        let d = if den.abs() > 1e-12 {
-            (0.5 * (a - c) / den).clamp(-0.5, 0.5)
-        } else {
-            0.0
-        };
-        (k as f32 + d) * BIN_HZ
+/// Peak frequency by parabolic interpolation on log power.
+fn interp(power: &[f32], k: usize) -> f32 {
+    if k <= BAND_LO || k >= BAND_HI {
+        return k as f32 * BIN_HZ;
     }
+    let a = power[k - 1].ln();
+    let b = power[k].ln();
+    let c = power[k + 1].ln();
+    let den = a - 2.0 * b + c;
+    let d = if den.abs() > 1e-12 {
+        (0.5 * (a - c) / den).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    (k as f32 + d) * BIN_HZ
+}
+
+/// Per-thread FFT plan, window and buffers: a frame's features are computed
+/// start to finish in one call, so every classifier on a thread shares them.
+struct Work {
+    fft: Arc<dyn RealToComplex<f32>>,
+    window: Vec<f32>,
+    input: Vec<f32>,
+    spectrum: Vec<Complex<f32>>,
+    scratch: Vec<Complex<f32>>,
+    power: Vec<f32>,
+}
+
+thread_local! {
+    static WORK: std::cell::RefCell<Work> = std::cell::RefCell::new({
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FFT_LEN);
+        let window = (0..FRAME_SAMPLES)
+            .map(|i| {
+                let x = std::f32::consts::PI * 2.0 * i as f32 / FRAME_SAMPLES as f32;
+                0.5 - 0.5 * x.cos()
+            })
+            .collect();
+        Work {
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            power: vec![0.0; FFT_LEN / 2 + 1],
+            fft,
+            window,
+        }
+    });
 }
 
 fn near(f: f32, set: &[f32; 4]) -> Option<usize> {
@@ -844,5 +860,61 @@ impl HoldDetector {
             }
             _ => None,
         }
+    }
+}
+
+/// Sum of squares in eight independent lanes (vectorises; f32 is plenty
+/// for a 20 ms frame's energy).
+fn sum_squares(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let rest: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Natural logarithm of a positive, finite `x` to within 2e-6 (absolute):
+/// exponent bits plus a degree-6 polynomial for ln(1 + t) on [0, 1) (least
+/// squares fit). Several times cheaper than `f32::ln`, which the spectral
+/// flatness needs once per bin per frame.
+fn fast_ln(x: f32) -> f32 {
+    const C: [f32; 6] = [
+        0.999_888_9,
+        -0.497_702_8,
+        0.316_877_2,
+        -0.192_237_05,
+        0.084_197_1,
+        -0.017_877_325,
+    ];
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let t = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000) - 1.0;
+    let p = t * (C[0] + t * (C[1] + t * (C[2] + t * (C[3] + t * (C[4] + t * C[5])))));
+    e as f32 * std::f32::consts::LN_2 + p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_ln_matches_ln() {
+        let mut x = 1e-12f32;
+        while x < 1e12 {
+            let (a, b) = (fast_ln(x), x.ln());
+            assert!((a - b).abs() < 1e-5, "{x}: {a} vs {b}");
+            x *= 1.013;
+        }
+    }
+
+    #[test]
+    fn sum_squares_matches_the_plain_sum() {
+        let v: Vec<f32> = (0..37).map(|i| i as f32 * 0.1 - 1.5).collect();
+        let want: f32 = v.iter().map(|x| x * x).sum();
+        assert!((sum_squares(&v) - want).abs() < 1e-4);
     }
 }

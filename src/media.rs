@@ -184,6 +184,11 @@ impl StreamPipeline {
         })
     }
 
+    /// Sample rate of the stream's decoded audio before resampling.
+    pub fn native_rate(&self) -> u32 {
+        self.decoder.sample_rate()
+    }
+
     /// One datagram from the stream's RTP socket.
     pub fn push(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if is_rtcp(datagram) {

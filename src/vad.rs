@@ -334,22 +334,27 @@ impl SpeechDetector {
 
     /// WebRTC's verdict and the frame's energy (dBFS).
     fn classify(&mut self, frame: &[f32]) -> (bool, f32) {
-        let clean = |i: usize| {
-            let x = frame.get(i).copied().unwrap_or(0.0);
+        let clean = |x: f32| {
             if x.is_finite() {
                 x.clamp(-1.0, 1.0)
             } else {
                 0.0
             }
         };
-        let mut energy = 0.0f64;
-        for (i, out) in self.pcm.iter_mut().enumerate() {
-            let (a, b) = (clean(2 * i), clean(2 * i + 1));
-            energy += f64::from(a * a + b * b);
+        let mut energy = 0.0f32;
+        let frame = &frame[..frame.len().min(FRAME_SAMPLES)];
+        let n = frame.len() / 2;
+        for (out, pair) in self.pcm.iter_mut().zip(frame.chunks_exact(2)) {
+            let (a, b) = (clean(pair[0]), clean(pair[1]));
+            energy += a * a + b * b;
             // Pairwise mean: a cheap low-pass before halving the rate (the
             // speech path above 4 kHz carries little for a VAD).
             *out = ((a + b) * 0.5 * 32767.0) as i16;
         }
+        // Short frame: the missing samples are zeros (an odd last sample is
+        // dropped).
+        self.pcm[n..].iter_mut().for_each(|v| *v = 0);
+        let energy = f64::from(energy);
         let db = (10.0 * (energy / FRAME_SAMPLES as f64 + 1e-10).log10()) as f32;
         if db < DIGITAL_SILENCE_DB {
             // Silence fill (no RTP, paused streams): nothing to ask webrtc.

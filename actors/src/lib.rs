@@ -5,6 +5,8 @@
 //!   answers the HTTP layer.
 //! * [`call`]: one recording session.
 //! * [`media`]: one call's RTP receive, decode, analysis and recordings.
+//! * [`udp`]: batched non-blocking RTP receive with kernel timestamps and
+//!   drop counts.
 //! * [`store`]: sled persistence on its own thread.
 //! * [`http`]: the REST API.
 //! * [`config`]: CLI / env / TOML settings.
@@ -18,3 +20,4 @@ pub mod media;
 pub mod registry;
 pub mod sip_actor;
 pub mod store;
+pub mod udp;

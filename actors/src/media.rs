@@ -2,40 +2,47 @@
 //! separate from signalling and HTTP). It owns the call's RTP/RTCP sockets
 //! and one [`StreamPipeline`] per answered m-line.
 //!
-//! Socket readers are futures on the same arbiter that hand each datagram
-//! to the call's bounded crossbeam channel with `try_send`; a full channel
-//! drops the datagram and counts it (`dropped_by_engine`). The actor drains
-//! the channel on its 20 ms tick (no actor message per packet). Every 20 ms the actor plays
-//! out what is due, writes the recordings (one WAV per stream, plus a
-//! stereo WAV of the first two streams), and sends what happened (speech,
-//! DTMF, hold, SSRC, pause events) to its `CallActor`; every second also
-//! the streams' statistics and a WAV header flush (so a crash loses at most
-//! the last second of audio).
+//! Every 20 ms tick the actor drains each RTP socket without waiting
+//! ([`crate::udp::Receiver`]: one `recvmmsg` per socket, kernel arrival
+//! times, no per-packet task, wake-up or allocation), pushes the datagrams
+//! into the stream's pipeline, plays out what is due, writes the recordings
+//! (one WAV per stream, plus a stereo WAV of the first two streams), and
+//! sends what happened (speech, DTMF, hold, SSRC, pause events) to its
+//! `CallActor`. The socket's kernel queue is the bounded queue in front of
+//! the call: when the engine falls behind and it overflows, the kernel drops
+//! and counts, and those drops are reported as `dropped_by_engine`. RTCP
+//! sockets are drained every [`RTCP_TICKS`] ticks. Every second the actor
+//! also reports the streams' statistics and flushes the WAV headers (so a
+//! crash loses at most the last second of audio).
+//!
+//! Recordings of 8 kHz codecs (G.711) are written at 8 kHz (every other
+//! sample of the 16 kHz speech path, whose upsampler leaves nothing above
+//! 4 kHz); wideband codecs at 16 kHz. The stereo file is 8 kHz only when
+//! both sides are.
 
 use crate::call::{CallActor, MediaReport, StreamReport};
+use crate::udp::Receiver;
 use actix::prelude::*;
+use earshot::codec::SPEECH_RATE;
 use earshot::media::{MediaEvent, StreamConfig, StreamPipeline};
 use earshot::sdp::{Codec, StreamAnswer};
 use earshot::vad::VadConfig;
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Play-out period.
 const TICK: Duration = Duration::from_millis(20);
 /// Statistics and WAV header flush period, in ticks.
 const REPORT_TICKS: u32 = 50;
-/// Datagrams queued per call before the engine drops them (1.3 s of two
-/// 20 ms streams; the queue is drained every tick).
-pub const QUEUE: usize = 128;
+/// RTCP sockets are drained every this many ticks (RTCP comes every few
+/// seconds).
+const RTCP_TICKS: u32 = 25;
 /// Most audio one stereo side may run ahead of the other before the other
-/// is padded with silence (1 s at 16 kHz).
-const MAX_STEREO_SKEW: usize = 16_000;
+/// is padded with silence.
+const MAX_STEREO_SKEW: Duration = Duration::from_secs(1);
 /// Audio buffers larger than this (100 ms) are shrunk after a tick.
 const MAX_KEPT_SAMPLES: usize = 1_600;
 
@@ -90,13 +97,31 @@ struct Stream {
     index: usize,
     label: String,
     pipeline: StreamPipeline,
-    dropped: Rc<Cell<u64>>,
-    rtcp: Rc<Cell<RtcpSeen>>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
+    rtp: Receiver,
+    rtcp: Option<Receiver>,
+    /// Datagrams the kernel dropped because the engine read too late.
+    dropped: u64,
+    rtcp_seen: RtcpSeen,
     wav: Option<Wav>,
     path: PathBuf,
-    /// This tick's new audio.
+    /// Recording sample rate (8 kHz for 8 kHz codecs, else 16 kHz).
+    rec_rate: u32,
+    /// 16 kHz samples played so far, mod 2 (which ones an 8 kHz recording
+    /// keeps).
+    rec_phase: usize,
+    /// This tick's new audio (16 kHz), and at the recording rate.
     audio: Vec<f32>,
+    rec: Vec<f32>,
+}
+
+/// This tick's audio at `rate`: the 16 kHz audio, or every other sample of
+/// it for 8 kHz.
+fn at_rate<'a>(audio: &'a [f32], rec: &'a [f32], rate: u32) -> &'a [f32] {
+    if rate == SPEECH_RATE {
+        audio
+    } else {
+        rec
+    }
 }
 
 pub struct MediaActor {
@@ -110,14 +135,13 @@ pub struct MediaActor {
     streams: Vec<Stream>,
     stereo: Option<Wav>,
     stereo_path: Option<PathBuf>,
+    stereo_rate: u32,
     /// Left/right samples not yet written as stereo frames.
     left: Vec<f32>,
     right: Vec<f32>,
     ticks: u32,
     events: Vec<(usize, MediaEvent)>,
     finished: bool,
-    tx: crossbeam_channel::Sender<Datagram>,
-    rx: crossbeam_channel::Receiver<Datagram>,
 }
 
 /// A directory name for a call: its Call-ID made path-safe, plus a hash so
@@ -149,10 +173,10 @@ fn label_file(label: &str) -> String {
     format!("leg-{clean}.wav")
 }
 
-fn wav_spec(channels: u16) -> hound::WavSpec {
+fn wav_spec(channels: u16, sample_rate: u32) -> hound::WavSpec {
     hound::WavSpec {
         channels,
-        sample_rate: earshot::codec::SPEECH_RATE,
+        sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     }
@@ -185,10 +209,7 @@ impl MediaActor {
         streams: Vec<StreamSetup>,
     ) -> Self {
         let dir = call_dir(&cfg.recordings_dir, call_id);
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         Self {
-            tx,
-            rx,
             call,
             cfg,
             start,
@@ -197,6 +218,7 @@ impl MediaActor {
             streams: vec![],
             stereo: None,
             stereo_path: None,
+            stereo_rate: SPEECH_RATE,
             left: vec![],
             right: vec![],
             ticks: 0,
@@ -244,29 +266,29 @@ impl MediaActor {
             .map(|l| l.0.clone())
             .unwrap_or_else(|| a.index.to_string());
         let index = a.index;
-        let dropped = Rc::new(Cell::new(0u64));
-        let rtcp_seen = Rc::new(Cell::new(RtcpSeen::default()));
-        let mut readers = vec![];
-        if let Some(h) = spawn_reader(self.tx.clone(), rtp, index, false, dropped.clone(), None) {
-            readers.push(h);
-        }
-        if let Some(rtcp) = rtcp {
-            if let Some(h) = spawn_reader(
-                self.tx.clone(),
-                rtcp,
-                index,
-                true,
-                dropped.clone(),
-                Some(rtcp_seen.clone()),
-            ) {
-                readers.push(h);
+        let rtp = match Receiver::new(rtp) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%e, port = a.port, "RTP socket; not recording the stream");
+                return;
             }
-        }
+        };
+        let rtcp = rtcp.and_then(|s| {
+            Receiver::new(s)
+                .map_err(|e| tracing::warn!(%e, "RTCP socket; ignoring RTCP"))
+                .ok()
+        });
+        let rec_rate = if pipeline.native_rate() <= 8000 {
+            8000
+        } else {
+            SPEECH_RATE
+        };
         let path = self.dir.join(label_file(&label));
         let wav = match std::fs::create_dir_all(&self.dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| hound::WavWriter::create(&path, wav_spec(1)).map_err(|e| e.to_string()))
-        {
+            .and_then(|_| {
+                hound::WavWriter::create(&path, wav_spec(1, rec_rate)).map_err(|e| e.to_string())
+            }) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(%e, path = %path.display(), "cannot create recording");
@@ -277,16 +299,21 @@ impl MediaActor {
             index,
             label,
             pipeline,
-            dropped,
-            rtcp: rtcp_seen,
-            readers,
+            rtp,
+            rtcp,
+            dropped: 0,
+            rtcp_seen: RtcpSeen::default(),
             wav,
             path,
-            audio: Vec::with_capacity(640),
+            rec_rate,
+            rec_phase: 0,
+            audio: Vec::with_capacity(320),
+            rec: Vec::new(),
         });
         if self.streams.len() == 2 && self.stereo.is_none() {
             let p = self.dir.join("stereo.wav");
-            match hound::WavWriter::create(&p, wav_spec(2)) {
+            self.stereo_rate = self.streams[0].rec_rate.max(self.streams[1].rec_rate);
+            match hound::WavWriter::create(&p, wav_spec(2, self.stereo_rate)) {
                 Ok(w) => {
                     self.stereo = Some(w);
                     self.stereo_path = Some(p);
@@ -310,12 +337,22 @@ impl MediaActor {
             for e in events.drain(..) {
                 self.events.push((s.index, e));
             }
+            s.rec.clear();
+            if s.rec_rate != SPEECH_RATE {
+                let skip = s.rec_phase;
+                s.rec.extend(s.audio.iter().skip(skip).step_by(2));
+                s.rec_phase = (s.rec_phase + s.audio.len()) % 2;
+            }
             if let Some(w) = s.wav.as_mut() {
-                write_mono(w, &s.audio);
+                write_mono(w, at_rate(&s.audio, &s.rec, s.rec_rate));
             }
             match i {
-                0 => self.left.extend_from_slice(&s.audio),
-                1 => self.right.extend_from_slice(&s.audio),
+                0 => self
+                    .left
+                    .extend_from_slice(at_rate(&s.audio, &s.rec, self.stereo_rate)),
+                1 => self
+                    .right
+                    .extend_from_slice(at_rate(&s.audio, &s.rec, self.stereo_rate)),
                 _ => {}
             }
         }
@@ -323,10 +360,22 @@ impl MediaActor {
     }
 
     fn tick(&mut self, now: Instant) {
-        // Everything the readers queued since the last tick.
-        while let Ok(d) = self.rx.try_recv() {
-            if let Some(s) = self.streams.iter_mut().find(|s| s.index == d.index) {
-                s.pipeline.push(d.at, d.from, &d.bytes);
+        // Everything the sockets queued since the last tick.
+        let rtcp = self.ticks.is_multiple_of(RTCP_TICKS);
+        for s in self.streams.iter_mut() {
+            let pipeline = &mut s.pipeline;
+            match s
+                .rtp
+                .drain(now, |at, from, bytes| pipeline.push(at, from, bytes))
+            {
+                Ok(d) => s.dropped += d.dropped,
+                Err(e) => tracing::debug!(%e, stream = s.index, "RTP receive"),
+            }
+            if let (true, Some(r)) = (rtcp, s.rtcp.as_mut()) {
+                let seen = &mut s.rtcp_seen;
+                if let Err(e) = r.drain(now, |_, _, bytes| seen.absorb(bytes)) {
+                    tracing::debug!(%e, stream = s.index, "RTCP receive");
+                }
             }
         }
         self.play(now, false);
@@ -334,18 +383,25 @@ impl MediaActor {
         // capacity around for the rest of the call.
         for s in self.streams.iter_mut() {
             if s.audio.capacity() > MAX_KEPT_SAMPLES {
-                s.audio = Vec::with_capacity(640);
+                s.audio = Vec::with_capacity(320);
+                s.rec = Vec::new();
             }
         }
+        let skew = self.max_skew();
         for v in [&mut self.left, &mut self.right] {
-            if v.capacity() > 2 * MAX_STEREO_SKEW && v.len() < MAX_KEPT_SAMPLES {
+            if v.capacity() > 2 * skew && v.len() < MAX_KEPT_SAMPLES {
                 v.shrink_to(MAX_KEPT_SAMPLES);
             }
         }
     }
 
+    fn max_skew(&self) -> usize {
+        (MAX_STEREO_SKEW.as_millis() as usize) * self.stereo_rate as usize / 1000
+    }
+
     /// Write the aligned part of left/right; at the end pad the shorter side.
     fn write_stereo(&mut self, end: bool) {
+        let skew = self.max_skew();
         let Some(w) = self.stereo.as_mut() else {
             self.left.clear();
             self.right.clear();
@@ -354,7 +410,7 @@ impl MediaActor {
         let (l, r) = (self.left.len(), self.right.len());
         // One side silent or far behind (e.g. its source stalled): pad it
         // rather than let the other side pile up.
-        let n = if end || l.abs_diff(r) > MAX_STEREO_SKEW {
+        let n = if end || l.abs_diff(r) > skew {
             l.max(r)
         } else {
             l.min(r)
@@ -382,8 +438,8 @@ impl MediaActor {
                     label: s.label.clone(),
                     stats: s.pipeline.stats(),
                     counters: s.pipeline.counters(),
-                    dropped_by_engine: s.dropped.get(),
-                    rtcp: s.rtcp.get(),
+                    dropped_by_engine: s.dropped,
+                    rtcp: s.rtcp_seen,
                     regions: s.pipeline.regions().to_vec(),
                     class: s.pipeline.current_class(),
                     recording: s.wav.as_ref().map(|_| s.path.display().to_string()),
@@ -410,54 +466,6 @@ impl MediaActor {
             let _ = w.flush();
         }
     }
-}
-
-/// Read one socket on this arbiter; queue datagrams for the actor with
-/// `try_send`, counting drops when the queue is full.
-fn spawn_reader(
-    tx: crossbeam_channel::Sender<Datagram>,
-    sock: std::net::UdpSocket,
-    index: usize,
-    rtcp: bool,
-    dropped: Rc<Cell<u64>>,
-    rtcp_seen: Option<Rc<Cell<RtcpSeen>>>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if let Err(e) = sock.set_nonblocking(true) {
-        tracing::warn!(%e, "RTP socket");
-        return None;
-    }
-    let sock = match tokio::net::UdpSocket::from_std(sock) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%e, "RTP socket");
-            return None;
-        }
-    };
-    Some(actix_rt::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-                continue;
-            };
-            if rtcp {
-                if let Some(c) = &rtcp_seen {
-                    let mut seen = c.get();
-                    seen.absorb(&buf[..n]);
-                    c.set(seen);
-                }
-                continue;
-            }
-            let msg = Datagram {
-                index,
-                from,
-                at: Instant::now(),
-                bytes: buf[..n].to_vec(),
-            };
-            if tx.try_send(msg).is_err() {
-                dropped.set(dropped.get() + 1);
-            }
-        }
-    }))
 }
 
 impl Actor for MediaActor {
@@ -490,22 +498,6 @@ impl Actor for MediaActor {
             }
         });
     }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        for s in &self.streams {
-            for r in &s.readers {
-                r.abort();
-            }
-        }
-    }
-}
-
-/// A datagram as the reader saw it.
-struct Datagram {
-    index: usize,
-    from: SocketAddr,
-    at: Instant,
-    bytes: Vec<u8>,
 }
 
 /// Streams renegotiated: pause/resume existing ones, start new ones.

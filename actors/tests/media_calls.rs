@@ -423,7 +423,8 @@ fn wav_info(path: &Path) -> (u16, u32, u16, f64) {
     (sp.channels, sp.sample_rate, sp.bits_per_sample, ms)
 }
 
-/// Per-leg and stereo recordings: exist, 16 kHz 16-bit, as long as the call.
+/// Per-leg and stereo recordings: exist, 8 kHz 16-bit (the legs are PCMU,
+/// recorded at their own rate), as long as the call.
 fn check_recordings(run: &Run, label: &str) {
     let call_ms = run.call_duration_ms();
     let check = |what: &str, path: &str, channels: u16| {
@@ -445,7 +446,7 @@ fn check_recordings(run: &Run, label: &str) {
         );
         assert_eq!(
             (ch, rate, bits),
-            (channels, 16000, 16),
+            (channels, 8000, 16),
             "[{label}] {what} recording format"
         );
         assert!(

@@ -144,7 +144,8 @@ impl Resampler {
             ),
             (from, to) => return Err(CodecError::UnsupportedRate { from, to }),
         };
-        let mut buf = Vec::with_capacity(hist + 1024);
+        // History plus one 20 ms packet; grows if a chunk is longer.
+        let mut buf = Vec::with_capacity(hist + in_rate as usize / 50);
         buf.resize(hist, 0.0);
         Ok(Resampler {
             kind,
