@@ -75,6 +75,13 @@ pub enum MediaEvent {
         start_ms: u64,
         end_ms: u64,
     },
+    /// A VAD region the classifier ruled out entirely (music, tone, DTMF):
+    /// whatever its `SpeechStarted` opened is not speech. Internal to the
+    /// media plane (the runtime does not log it).
+    SpeechDiscarded {
+        start_ms: u64,
+        end_ms: u64,
+    },
     Dtmf {
         digit: char,
         at_ms: u64,
@@ -562,22 +569,30 @@ impl StreamPipeline {
             // left at the edges of a long cut go too.
             let kept: u64 = pieces.iter().map(|(a, b)| b - a).sum();
             let mostly_cut = 2 * kept < r.end_ms - r.start_ms;
+            let mut any = false;
             for (a, b) in pieces {
                 if mostly_cut && b - a < MUSIC_EDGE_MS {
                     continue;
                 }
-                self.keep_region(a, b, min);
+                any |= self.keep_region(a, b, min);
+            }
+            if !any {
+                self.events.push(MediaEvent::SpeechDiscarded {
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                });
             }
         }
     }
 
-    fn keep_region(&mut self, start_ms: u64, end_ms: u64, min: u64) {
+    fn keep_region(&mut self, start_ms: u64, end_ms: u64, min: u64) -> bool {
         if end_ms.saturating_sub(start_ms) < min {
-            return;
+            return false;
         }
         self.regions.push(SpeechRegion { start_ms, end_ms });
         self.events
             .push(MediaEvent::SpeechEnded { start_ms, end_ms });
+        true
     }
 
     fn push_span(&mut self, span: ClassSpan) {

@@ -3,6 +3,7 @@
 //! source) and what the store persists. Also the [`SessionStore`] trait that
 //! keeps the store replaceable, its query type, and an in-memory double.
 
+use crate::asr::{cumulative_transcript, Segment};
 use crate::classify::AudioClass;
 use crate::ids::{CallId, Label, ParticipantId};
 use crate::media::{MediaEvent, PipelineCounters};
@@ -193,7 +194,9 @@ pub struct SessionRecord {
     /// Raw vendor extension elements from the metadata.
     pub metadata_extensions: Vec<String>,
     pub counters: Counters,
-    pub transcript_segments: Vec<serde_json::Value>,
+    /// Final transcript segments, in the order they were decoded (each
+    /// participant's in time order).
+    pub transcript_segments: Vec<Segment>,
     pub cumulative_transcript: String,
     /// Seconds of recorded audio (call duration until media lands).
     pub total_audio_duration: f64,
@@ -208,9 +211,84 @@ pub struct SessionRecord {
     pub events: Vec<CallEvent>,
     #[serde(default)]
     pub events_dropped: u64,
+    /// Speech recognition progress of this session.
+    #[serde(default)]
+    pub asr: AsrProgress,
+}
+
+/// How far the transcript is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsrProgress {
+    pub enabled: bool,
+    /// Finals sent to the recogniser / come back.
+    pub finals_sent: u64,
+    pub finals_done: u64,
+    /// Finals decoded late because the recogniser was behind.
+    pub lagging: u64,
+}
+
+impl AsrProgress {
+    pub fn pending(&self) -> u64 {
+        self.finals_sent.saturating_sub(self.finals_done)
+    }
+
+    /// `off`, `live` (call active), `finishing` (ended, finals pending) or
+    /// `complete`.
+    pub fn status(&self, call_active: bool) -> &'static str {
+        match (self.enabled, call_active, self.pending()) {
+            (false, _, _) => "off",
+            (true, true, _) => "live",
+            (true, false, 0) => "complete",
+            (true, false, _) => "finishing",
+        }
+    }
 }
 
 impl SessionRecord {
+    /// Who speaks on the stream labelled `label`: its participant id and a
+    /// display name (participant name, else AOR, else the label).
+    pub fn speaker_of(&self, label: &Label) -> (Option<String>, String) {
+        let Some(st) = self.streams.iter().find(|s| &s.label == label) else {
+            return (None, label.0.clone());
+        };
+        let Some(pid) = st.participant_id.as_ref() else {
+            return (None, label.0.clone());
+        };
+        let p = self.participants.iter().find(|p| &p.participant_id == pid);
+        let name = p
+            .and_then(|p| p.name.clone().or_else(|| p.aor.clone()))
+            .unwrap_or_else(|| label.0.clone());
+        (Some(pid.0.clone()), name)
+    }
+
+    /// Add a final segment (its `segment_id` is assigned here) and keep the
+    /// cumulative transcript and count in step.
+    pub fn push_segment(&mut self, mut seg: Segment) -> u64 {
+        let id = self.transcript_segments.len() as u64;
+        seg.segment_id = id;
+        let last_start = self
+            .transcript_segments
+            .iter()
+            .map(|s| s.start_time)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let in_order = seg.start_time >= last_start;
+        self.transcript_segments.push(seg);
+        if in_order {
+            let s = self.transcript_segments.last().expect("just pushed");
+            if !s.text.is_empty() {
+                if !self.cumulative_transcript.is_empty() {
+                    self.cumulative_transcript.push('\n');
+                }
+                self.cumulative_transcript
+                    .push_str(&format!("{}: {}", s.speaker, s.text));
+            }
+        } else {
+            self.cumulative_transcript = cumulative_transcript(&self.transcript_segments);
+        }
+        self.segment_count = self.transcript_segments.len() as u64;
+        id
+    }
+
     /// A fresh active session.
     pub fn new(call_id: CallId, now: DateTime<Utc>, source: SourceInfo) -> Self {
         let (ip, port) = split_host_port(&source.src_addr);
@@ -244,6 +322,7 @@ impl SessionRecord {
             recordings: Recordings::default(),
             events: vec![],
             events_dropped: 0,
+            asr: AsrProgress::default(),
         }
     }
 

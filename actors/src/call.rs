@@ -10,10 +10,14 @@
 //! a panic ends this call as `failed` with the panic message, persisted, and
 //! touches nothing else.
 
-use crate::media::{MediaActor, MediaConfig, Renegotiate, StopMedia, StreamSetup};
+use crate::asr::Job;
+use crate::media::{MediaActor, MediaConfig, PartialDone, Renegotiate, StopMedia, StreamSetup};
 use crate::registry::{Finished, RegistryActor, Snapshot};
 use crate::store::{Put, StoreActor};
 use actix::prelude::*;
+use earshot::asr::agreement::Agreement;
+use earshot::asr::tracker::JobKind;
+use earshot::asr::{Hypothesis, Segment, Word};
 use earshot::classify::AudioClass;
 use earshot::ids::Label;
 use earshot::media::{MediaEvent, PipelineCounters};
@@ -22,7 +26,7 @@ use earshot::rtp::stats::StreamStats;
 use earshot::sdp::StreamAnswer;
 use earshot::session::{CallStatus, ReceiveCounters, SessionRecord};
 use earshot::vad::SpeechRegion;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,9 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_secs(1);
 /// How often (in ticks) a changed live call is journaled to the store.
 const JOURNAL_TICKS: u32 = 5;
+/// After the call ended, how long its transcript may still take to finish
+/// (outstanding finals) before the record is closed without them.
+const FINALS_GRACE: Duration = Duration::from_secs(300);
 
 /// RTP socket (and RTCP socket on port+1, when it could be bound) of a port.
 pub type BoundPort = (u16, std::net::UdpSocket, Option<std::net::UdpSocket>);
@@ -64,6 +71,12 @@ pub struct CallActor {
     /// Test hook: panic on the first tick (from `X-Earshot-Fault: panic`
     /// when fault injection is enabled).
     fault: bool,
+    /// Finals handed over at the end that the recogniser had no room for.
+    deferred: VecDeque<Job>,
+    /// Partial stabilisation per stream: (utterance, agreement).
+    agreements: HashMap<usize, (u64, Agreement)>,
+    /// The call has ended and its record is stored; waiting for finals.
+    draining: Option<Instant>,
 }
 
 /// What a call starts with.
@@ -99,19 +112,54 @@ pub struct StreamReport {
 
 /// What the media actor tells its call (events every tick that has some,
 /// stream state every second and at the end).
-#[derive(Message, Debug, Clone, Default)]
+#[derive(Message, Default)]
 #[rtype(result = "()")]
 pub struct MediaReport {
     /// (m-line index, event)
     pub events: Vec<(usize, MediaEvent)>,
     pub streams: Vec<StreamReport>,
     pub stereo: Option<String>,
+    /// Finals made so far for the recogniser.
+    pub asr_finals: u64,
+    /// At the end: finals still waiting for room in the recogniser.
+    pub deferred_finals: Vec<Job>,
+}
+
+/// A recogniser result for this call (from an ASR worker thread).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AsrDone {
+    pub stream: usize,
+    pub utterance: u64,
+    pub kind: JobKind,
+    /// Timeline of the audio decoded, ms.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub result: Result<Hypothesis, String>,
+    /// Waited in the queue longer than [`crate::asr::LAGGING_AFTER`].
+    pub lagging: bool,
+    pub decode_ms: u64,
+}
+
+/// Whisper's habit on non-speech: bracketed tags and the like.
+fn is_noise(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty()
+        || (t.starts_with('[') && t.ends_with(']'))
+        || (t.starts_with('(') && t.ends_with(')'))
+        || (t.starts_with('*') && t.ends_with('*'))
+        || !t.chars().any(char::is_alphanumeric)
 }
 
 impl CallActor {
     pub fn new(init: CallInit, registry: Addr<RegistryActor>, store: Addr<StoreActor>) -> Self {
+        let mut record = init.record;
+        if init.media.asr.is_some() {
+            record.asr.enabled = true;
+            record.processing_plan["transcription"] = serde_json::json!(true);
+        }
         Self {
-            record: init.record,
+            record,
             metadata: init.metadata,
             streams: init.streams,
             registry,
@@ -127,6 +175,9 @@ impl CallActor {
             ticks: 0,
             finishing: false,
             fault: init.fault,
+            deferred: VecDeque::new(),
+            agreements: HashMap::new(),
+            draining: None,
         }
     }
 
@@ -210,6 +261,11 @@ impl CallActor {
     }
 
     fn absorb(&mut self, r: MediaReport) {
+        if r.asr_finals > self.record.asr.finals_sent {
+            self.record.asr.finals_sent = r.asr_finals;
+            self.dirty = true;
+        }
+        self.deferred.extend(r.deferred_finals);
         for (index, e) in r.events {
             let label = self.label_of(index);
             self.record.push_event(label, e);
@@ -246,6 +302,9 @@ impl CallActor {
     }
 
     fn publish(&mut self) {
+        if self.finishing {
+            return;
+        }
         let now = chrono::Utc::now();
         self.record.total_audio_duration = self.record.duration_secs(now);
         self.registry.do_send(Snapshot(self.record.clone()));
@@ -309,10 +368,160 @@ impl CallActor {
                             hang_up,
                             persisted,
                         });
-                        ctx.stop();
+                        act.drain_finals(ctx);
                     })
             })
             .wait(ctx);
+    }
+}
+
+impl CallActor {
+    /// One recogniser result.
+    fn on_asr(&mut self, m: AsrDone, ctx: &mut Context<Self>) {
+        match m.kind {
+            JobKind::Partial => {
+                if let Some(media) = &self.media {
+                    media.do_send(PartialDone {
+                        stream: m.stream,
+                        utterance: m.utterance,
+                    });
+                }
+                let Ok(h) = m.result else {
+                    return;
+                };
+                if is_noise(&h.text) {
+                    return;
+                }
+                let entry = self
+                    .agreements
+                    .entry(m.stream)
+                    .or_insert_with(|| (m.utterance, Agreement::new()));
+                if entry.0 != m.utterance {
+                    *entry = (m.utterance, Agreement::new());
+                }
+                let _stable = entry.1.update(&h.text);
+            }
+            JobKind::Final => {
+                self.record.asr.finals_done += 1;
+                if m.lagging {
+                    self.record.asr.lagging += 1;
+                }
+                self.dirty = true;
+                if self.agreements.get(&m.stream).map(|a| a.0) == Some(m.utterance) {
+                    self.agreements.remove(&m.stream);
+                }
+                match m.result {
+                    Ok(h) if !is_noise(&h.text) => {
+                        let seg =
+                            self.segment(m.stream, m.utterance, m.start_ms, m.end_ms, h, m.lagging);
+                        self.record.push_segment(seg);
+                        self.dirty = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(call_id = %self.record.call_id, error = %e, "final not transcribed")
+                    }
+                }
+                if self.draining.is_some() {
+                    self.check_drained(ctx);
+                }
+            }
+        }
+    }
+
+    /// A final segment from a hypothesis: word times moved onto the call
+    /// timeline (and kept inside the audio sent), speaker from metadata.
+    fn segment(
+        &self,
+        stream: usize,
+        utterance: u64,
+        start_ms: u64,
+        end_ms: u64,
+        h: Hypothesis,
+        lagging: bool,
+    ) -> Segment {
+        let (a, b) = (start_ms as f64 / 1000.0, end_ms as f64 / 1000.0);
+        let words: Vec<Word> = h
+            .words
+            .into_iter()
+            .map(|w| Word {
+                start: (a + w.start).clamp(a, b),
+                end: (a + w.end).clamp(a, b),
+                ..w
+            })
+            .collect();
+        let start = words.first().map_or(a, |w| w.start);
+        let end = words.last().map_or(b, |w| w.end).max(start);
+        let label = self.label_of(stream);
+        let (participant_id, speaker) = self.record.speaker_of(&label);
+        Segment {
+            segment_id: 0,
+            utterance_id: utterance,
+            participant_id,
+            speaker,
+            stream_label: label.0,
+            text: h.text,
+            start_time: start,
+            end_time: end,
+            duration: end - start,
+            confidence: h.confidence,
+            words,
+            language: h.language,
+            is_final: true,
+            lagging,
+        }
+    }
+
+    /// The call has ended and is stored: stop now, or wait (bounded) for
+    /// the recogniser's outstanding finals and store again with them.
+    fn drain_finals(&mut self, ctx: &mut Context<Self>) {
+        if self.record.asr.pending() == 0 && self.deferred.is_empty() {
+            ctx.stop();
+            return;
+        }
+        tracing::debug!(
+            call_id = %self.record.call_id,
+            outstanding = self.record.asr.pending(),
+            "call ended; waiting for its last finals"
+        );
+        self.draining = Some(Instant::now());
+        ctx.run_interval(Duration::from_millis(100), |act, ctx| {
+            if let Some(pool) = act.media_cfg.asr.clone() {
+                while let Some(job) = act.deferred.pop_front() {
+                    if let Err(job) = pool.submit(job) {
+                        act.deferred.push_front(job);
+                        break;
+                    }
+                }
+            }
+            act.check_drained(ctx);
+        });
+    }
+
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        let Some(since) = self.draining else {
+            return;
+        };
+        let done = self.record.asr.pending() == 0 && self.deferred.is_empty();
+        if !done && since.elapsed() < FINALS_GRACE {
+            return;
+        }
+        if !done {
+            tracing::warn!(call_id = %self.record.call_id, "closing the transcript without its last finals");
+        }
+        self.draining = None;
+        self.store.do_send(Put {
+            record: self.record.clone(),
+            durable: true,
+        });
+        ctx.stop();
+    }
+}
+
+impl Handler<AsrDone> for CallActor {
+    type Result = ();
+    fn handle(&mut self, m: AsrDone, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |act, ctx| act.on_asr(m, ctx));
     }
 }
 

@@ -50,6 +50,36 @@ pub struct Cli {
     /// Media threads (default: one per CPU core).
     #[arg(long, env = "EARSHOT_MEDIA_THREADS")]
     pub media_threads: Option<usize>,
+    /// Speech recognition on or off (true/false, on/off).
+    #[arg(long, env = "EARSHOT_ASR", value_parser = clap::builder::BoolishValueParser::new())]
+    pub asr: Option<bool>,
+    /// whisper.cpp (ggml) model file.
+    #[arg(long, env = "EARSHOT_ASR_MODEL")]
+    pub asr_model: Option<PathBuf>,
+    /// Recogniser worker threads (default: one per CPU core).
+    #[arg(long, env = "EARSHOT_ASR_WORKERS")]
+    pub asr_workers: Option<usize>,
+    /// ggml threads per worker.
+    #[arg(long, env = "EARSHOT_ASR_THREADS")]
+    pub asr_threads: Option<usize>,
+    /// Spoken language (ISO 639-1) or "auto" (multilingual models).
+    #[arg(long, env = "EARSHOT_ASR_LANGUAGE")]
+    pub asr_language: Option<String>,
+    /// Translate to English (multilingual models).
+    #[arg(long, env = "EARSHOT_ASR_TRANSLATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub asr_translate: Option<bool>,
+    /// Encoder window: "auto" (utterance-sized, fast) or "full" (30 s).
+    #[arg(long, env = "EARSHOT_ASR_AUDIO_CTX")]
+    pub asr_audio_ctx: Option<String>,
+    /// Send partial hypotheses (true/false).
+    #[arg(long, env = "EARSHOT_ASR_PARTIALS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub asr_partials: Option<bool>,
+    /// Least time between two partials of one participant, ms.
+    #[arg(long, env = "EARSHOT_ASR_PARTIAL_MS")]
+    pub asr_partial_ms: Option<u64>,
+    /// Longest utterance before it is cut into a final, ms.
+    #[arg(long, env = "EARSHOT_ASR_MAX_UTTERANCE_MS")]
+    pub asr_max_utterance_ms: Option<u64>,
     /// Testing only: honour `X-Earshot-Fault: panic` in INVITEs (the call's
     /// actor panics, proving one call's failure stays in that call).
     #[arg(long, env = "EARSHOT_FAULT_INJECTION", hide = true)]
@@ -72,6 +102,16 @@ pub struct FileConfig {
     pub vad_mode: Option<u8>,
     pub strict_rtp_source: Option<bool>,
     pub media_threads: Option<usize>,
+    pub asr: Option<bool>,
+    pub asr_model: Option<PathBuf>,
+    pub asr_workers: Option<usize>,
+    pub asr_threads: Option<usize>,
+    pub asr_language: Option<String>,
+    pub asr_translate: Option<bool>,
+    pub asr_audio_ctx: Option<String>,
+    pub asr_partials: Option<bool>,
+    pub asr_partial_ms: Option<u64>,
+    pub asr_max_utterance_ms: Option<u64>,
 }
 
 /// The merged settings the engine runs with.
@@ -89,6 +129,9 @@ pub struct Settings {
     pub vad_mode: u8,
     pub strict_rtp_source: bool,
     pub media_threads: usize,
+    /// `None`: ASR off.
+    pub asr: Option<crate::asr::AsrSettings>,
+    pub tracker: earshot::asr::tracker::TrackerConfig,
 }
 
 impl Settings {
@@ -140,7 +183,62 @@ impl Settings {
                 IpAddr::from([127, 0, 0, 1])
             }
         };
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let asr_on = cli.asr.or(file.asr).unwrap_or(true);
+        let audio_ctx = cli
+            .asr_audio_ctx
+            .or(file.asr_audio_ctx)
+            .unwrap_or_else(|| "auto".into())
+            .parse::<crate::asr::AudioCtx>()
+            .map_err(anyhow::Error::msg)?;
+        let language = cli
+            .asr_language
+            .or(file.asr_language)
+            .filter(|l| l != "auto");
+        if let Some(l) = &language {
+            if whisper_rs::get_lang_id(l).is_none() {
+                anyhow::bail!("asr_language {l:?} is not a language whisper knows");
+            }
+        }
+        let asr = asr_on.then(|| crate::asr::AsrSettings {
+            model: cli
+                .asr_model
+                .clone()
+                .or(file.asr_model.clone())
+                .unwrap_or_else(|| PathBuf::from("models/ggml-tiny.en-q8_0.bin")),
+            workers: cli.asr_workers.or(file.asr_workers).unwrap_or(cores).max(1),
+            threads: cli.asr_threads.or(file.asr_threads).unwrap_or(1).max(1),
+            language,
+            translate: cli.asr_translate.or(file.asr_translate).unwrap_or(false),
+            queue: 64,
+            audio_ctx,
+        });
+        let defaults = earshot::asr::tracker::TrackerConfig::default();
+        let partial_ms = cli
+            .asr_partial_ms
+            .or(file.asr_partial_ms)
+            .unwrap_or(defaults.partial_interval_ms);
+        let max_utt = cli
+            .asr_max_utterance_ms
+            .or(file.asr_max_utterance_ms)
+            .unwrap_or(defaults.max_utterance_ms);
+        if !(100..=60_000).contains(&partial_ms) {
+            anyhow::bail!("asr_partial_ms must be between 100 and 60000, got {partial_ms}");
+        }
+        if !(2_000..=28_000).contains(&max_utt) {
+            anyhow::bail!("asr_max_utterance_ms must be between 2000 and 28000, got {max_utt}");
+        }
+        let tracker = earshot::asr::tracker::TrackerConfig {
+            partials: cli.asr_partials.or(file.asr_partials).unwrap_or(true),
+            partial_interval_ms: partial_ms,
+            max_utterance_ms: max_utt,
+            ..defaults
+        };
         Ok(Settings {
+            asr,
+            tracker,
             sip_listen,
             http_listen,
             rtp_ports,
@@ -161,11 +259,7 @@ impl Settings {
             media_threads: cli
                 .media_threads
                 .or(file.media_threads)
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(2)
-                })
+                .unwrap_or(cores)
                 .max(1),
         })
     }

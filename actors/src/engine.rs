@@ -57,6 +57,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let recordings_dir = settings.data_dir.join("recordings");
     std::fs::create_dir_all(&recordings_dir)
         .with_context(|| format!("creating {}", recordings_dir.display()))?;
+    let asr = match settings.asr.clone() {
+        Some(a) => Some(crate::asr::AsrPool::start(a)?),
+        None => {
+            tracing::info!("ASR off");
+            None
+        }
+    };
     let registry = RegistryActor::new(
         RegistryConfig {
             media: MediaConfig {
@@ -64,6 +71,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 vad_mode: settings.vad_mode,
                 strict_source: settings.strict_rtp_source,
                 recordings_dir,
+                asr,
+                tracker: settings.tracker,
             },
             arbiters: media_threads.iter().map(|a| a.handle()).collect(),
             answer_delay: Duration::from_millis(settings.answer_delay_ms),

@@ -36,7 +36,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/v1/calls/{call_id}/talk-time",
             web::get().to(talk_time),
         )
-        .route("/api/v1/calls/{call_id}/events", web::get().to(events));
+        .route("/api/v1/calls/{call_id}/events", web::get().to(events))
+        .route(
+            "/api/v1/calls/{call_id}/transcript",
+            web::get().to(transcript),
+        )
+        .route("/api/v1/calls/{call_id}/segments", web::get().to(segments));
 }
 
 /// JSON 404/405 for anything unrouted.
@@ -436,7 +441,7 @@ pub fn talk_time_of(
             role: *role,
             label: s.label.as_str(),
             regions: &s.speech,
-            words: None,
+            words: words_of(rec, &s.label),
         })
         .collect();
     let mixed = audio.len() == 1;
@@ -446,6 +451,89 @@ pub fn talk_time_of(
         o.insert("status".into(), json!(rec.status));
     }
     v
+}
+
+/// Words transcribed on a stream (`None` without any transcript, so
+/// wordsPerMinute stays null when ASR is off).
+fn words_of(rec: &earshot::session::SessionRecord, label: &earshot::ids::Label) -> Option<u64> {
+    if rec.transcript_segments.is_empty() {
+        return None;
+    }
+    Some(
+        rec.transcript_segments
+            .iter()
+            .filter(|s| s.stream_label == label.0)
+            .map(|s| s.text.split_whitespace().count() as u64)
+            .sum(),
+    )
+}
+
+/// The language most segments are in.
+fn main_language(segs: &[earshot::asr::Segment]) -> Option<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for s in segs {
+        if let Some(l) = s.language.as_deref() {
+            *counts.entry(l).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(l, _)| l.to_string())
+}
+
+/// `GET /api/v1/calls/{id}/transcript?include_segments=`: the final
+/// transcript so far (live) or of the ended call.
+async fn transcript(
+    reg: Registry,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+) -> HttpResponse {
+    let include = match q.get("include_segments").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+        Some(v) => {
+            return invalid(
+                &["query", "include_segments"],
+                &format!("Input should be a valid boolean, unable to interpret input {v:?}"),
+                "bool_parsing",
+            )
+        }
+    };
+    let rec = match lookup(&reg, path.into_inner()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let mut body = json!({
+        "call_id": rec.call_id,
+        "status": rec.status,
+        "cumulative_transcript": rec.cumulative_transcript,
+        "language": main_language(&rec.transcript_segments),
+        "segment_count": rec.segment_count,
+        "total_duration": rec.duration_secs(Utc::now()),
+        "transcription_status": rec.asr.status(rec.status == earshot::session::CallStatus::Active),
+        "pending_finals": rec.asr.pending(),
+    });
+    if include {
+        body["segments"] = json!(rec.transcript_segments);
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// `GET /api/v1/calls/{id}/segments`: every final segment, in time order.
+async fn segments(reg: Registry, path: web::Path<String>) -> HttpResponse {
+    let rec = match lookup(&reg, path.into_inner()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let mut segs = rec.transcript_segments;
+    segs.sort_by(|a, b| {
+        a.start_time
+            .total_cmp(&b.start_time)
+            .then(a.segment_id.cmp(&b.segment_id))
+    });
+    HttpResponse::Ok().json(segs)
 }
 
 /// `GET /api/v1/calls/{id}/events`: the call's media events so far.

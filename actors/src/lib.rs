@@ -4,6 +4,7 @@
 //! * [`registry`]: every live call; starts and supervises `CallActor`s;
 //!   answers the HTTP layer.
 //! * [`call`]: one recording session.
+//! * [`asr`]: the whisper.cpp worker pool.
 //! * [`media`]: one call's RTP receive, decode, analysis and recordings.
 //! * [`udp`]: batched non-blocking RTP receive with kernel timestamps and
 //!   drop counts.
@@ -12,6 +13,7 @@
 //! * [`config`]: CLI / env / TOML settings.
 //! * [`engine`]: wiring it all together.
 
+pub mod asr;
 pub mod call;
 pub mod config;
 pub mod engine;

@@ -20,14 +20,16 @@
 //! 4 kHz); wideband codecs at 16 kHz. The stereo file is 8 kHz only when
 //! both sides are.
 
+use crate::asr::{AsrPool, Job};
 use crate::call::{CallActor, MediaReport, StreamReport};
 use crate::udp::Receiver;
 use actix::prelude::*;
+use earshot::asr::tracker::{JobKind, TrackerConfig, UtteranceTracker};
 use earshot::codec::SPEECH_RATE;
 use earshot::media::{MediaEvent, StreamConfig, StreamPipeline};
 use earshot::sdp::{Codec, StreamAnswer};
 use earshot::vad::VadConfig;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,9 @@ pub struct MediaConfig {
     pub strict_source: bool,
     /// Root of the recordings (`<data_dir>/recordings`).
     pub recordings_dir: PathBuf,
+    /// The recogniser, when ASR is on.
+    pub asr: Option<AsrPool>,
+    pub tracker: TrackerConfig,
 }
 
 /// What a stream's RTCP port has told us.
@@ -112,6 +117,8 @@ struct Stream {
     /// This tick's new audio (16 kHz), and at the recording rate.
     audio: Vec<f32>,
     rec: Vec<f32>,
+    /// What of this participant's speech goes to the recogniser (ASR on).
+    asr: Option<UtteranceTracker>,
 }
 
 /// This tick's audio at `rate`: the 16 kHz audio, or every other sample of
@@ -142,6 +149,11 @@ pub struct MediaActor {
     ticks: u32,
     events: Vec<(usize, MediaEvent)>,
     finished: bool,
+    /// Finals the recogniser's queue had no room for, oldest first: offered
+    /// again every tick, handed to the call at the end. Never dropped.
+    deferred: VecDeque<Job>,
+    /// Finals made so far (the call waits for this many results).
+    finals_made: u64,
 }
 
 /// A directory name for a call: its Call-ID made path-safe, plus a hash so
@@ -224,6 +236,8 @@ impl MediaActor {
             ticks: 0,
             events: vec![],
             finished: false,
+            deferred: VecDeque::new(),
+            finals_made: 0,
         }
     }
 
@@ -309,6 +323,11 @@ impl MediaActor {
             rec_phase: 0,
             audio: Vec::with_capacity(320),
             rec: Vec::new(),
+            asr: self
+                .cfg
+                .asr
+                .as_ref()
+                .map(|_| UtteranceTracker::new(self.cfg.tracker)),
         });
         if self.streams.len() == 2 && self.stereo.is_none() {
             let p = self.dir.join("stereo.wav");
@@ -334,8 +353,25 @@ impl MediaActor {
             } else {
                 s.pipeline.poll(now, &mut s.audio, &mut events);
             }
+            if let Some(t) = s.asr.as_mut() {
+                t.push_audio(&s.audio);
+                for e in &events {
+                    match *e {
+                        MediaEvent::SpeechStarted { at_ms } => t.speech_started(at_ms),
+                        MediaEvent::SpeechEnded { start_ms, end_ms } => {
+                            t.speech_ended(start_ms, end_ms)
+                        }
+                        MediaEvent::SpeechDiscarded { start_ms, end_ms } => {
+                            t.speech_discarded(start_ms, end_ms)
+                        }
+                        _ => {}
+                    }
+                }
+            }
             for e in events.drain(..) {
-                self.events.push((s.index, e));
+                if !matches!(e, MediaEvent::SpeechDiscarded { .. }) {
+                    self.events.push((s.index, e));
+                }
             }
             s.rec.clear();
             if s.rec_rate != SPEECH_RATE {
@@ -357,6 +393,49 @@ impl MediaActor {
             }
         }
         self.write_stereo(last);
+        self.submit_asr(now);
+    }
+
+    /// Hand the trackers' requests to the recogniser: deferred finals first
+    /// (in order), then new ones. A partial without room is skipped (and
+    /// the tracker may send the next); a final without room waits here.
+    fn submit_asr(&mut self, now: Instant) {
+        let Some(pool) = self.cfg.asr.clone() else {
+            return;
+        };
+        while let Some(job) = self.deferred.pop_front() {
+            if let Err(job) = pool.submit(job) {
+                self.deferred.push_front(job);
+                break;
+            }
+        }
+        for s in self.streams.iter_mut() {
+            let Some(t) = s.asr.as_mut() else {
+                continue;
+            };
+            while let Some(req) = t.poll() {
+                let kind = req.kind;
+                let utterance = req.utterance;
+                if kind == JobKind::Final {
+                    self.finals_made += 1;
+                }
+                let job = Job {
+                    call: self.call.clone(),
+                    stream: s.index,
+                    req,
+                    queued_at: now,
+                };
+                if kind == JobKind::Final && !self.deferred.is_empty() {
+                    self.deferred.push_back(job);
+                    continue;
+                }
+                match pool.submit(job) {
+                    Ok(true) => {}
+                    Ok(false) => t.partial_done(utterance),
+                    Err(job) => self.deferred.push_back(job),
+                }
+            }
+        }
     }
 
     fn tick(&mut self, now: Instant) {
@@ -453,6 +532,8 @@ impl MediaActor {
             events: std::mem::take(&mut self.events),
             streams,
             stereo: self.stereo_path.as_ref().map(|p| p.display().to_string()),
+            asr_finals: self.finals_made,
+            deferred_finals: vec![],
         }
     }
 
@@ -532,6 +613,29 @@ impl Handler<Renegotiate> for MediaActor {
     }
 }
 
+/// A partial of `utterance` on stream `stream` came back: the tracker may
+/// send the next.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PartialDone {
+    pub stream: usize,
+    pub utterance: u64,
+}
+
+impl Handler<PartialDone> for MediaActor {
+    type Result = ();
+    fn handle(&mut self, m: PartialDone, _: &mut Context<Self>) {
+        if let Some(t) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.index == m.stream)
+            .and_then(|s| s.asr.as_mut())
+        {
+            t.partial_done(m.utterance);
+        }
+    }
+}
+
 /// End of call: play out, close everything, finalize the WAVs, and return
 /// the final report.
 #[derive(Message)]
@@ -545,7 +649,8 @@ impl Handler<StopMedia> for MediaActor {
         self.tick(now);
         self.play(now, true);
         self.finished = true;
-        let report = self.report(true);
+        let mut report = self.report(true);
+        report.deferred_finals = self.deferred.drain(..).collect();
         for s in self.streams.iter_mut() {
             if let Some(w) = s.wav.take() {
                 if let Err(e) = w.finalize() {

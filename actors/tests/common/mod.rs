@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod rtp_send;
+pub mod two_party;
 
 use serde_json::Value;
 use std::fs;
@@ -29,6 +30,18 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SIPP_TIMEOUT: Duration = Duration::from_secs(90);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The ASR model the tests use (`scripts/fetch-model`); panics with a
+/// pointer to the script when it is missing.
+pub fn asr_model() -> PathBuf {
+    let p = repo_root().join("models/ggml-tiny.en-q8_0.bin");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch-model (scripts/setup does)",
+        p.display()
+    );
+    p
+}
 
 /// The repository root (sipp runs there: scenarios name `tests/audio/...`).
 pub fn repo_root() -> PathBuf {
@@ -166,6 +179,10 @@ pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 pub struct EngineOpts {
     pub answer_delay_ms: Option<u64>,
     pub max_calls: Option<usize>,
+    /// Speech recognition on (the repository's tiny.en q8_0 model, one
+    /// ggml thread per worker); off by default so that tests which do not
+    /// need it do not pay for it.
+    pub asr: bool,
     /// More `--flag value` pairs.
     pub extra_args: Vec<String>,
 }
@@ -283,6 +300,16 @@ impl Engine {
             }
             if let Some(m) = self.opts.max_calls {
                 cmd.arg("--max-calls").arg(m.to_string());
+            }
+            if self.opts.asr {
+                cmd.arg("--asr")
+                    .arg("true")
+                    .arg("--asr-model")
+                    .arg(asr_model())
+                    .arg("--asr-threads")
+                    .arg("1");
+            } else {
+                cmd.arg("--asr").arg("false");
             }
             cmd.args(&self.opts.extra_args);
             let child = cmd

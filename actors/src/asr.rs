@@ -1,0 +1,446 @@
+//! The speech recogniser: a pool of worker threads running whisper.cpp
+//! (whisper-rs), off the actix event loop.
+//!
+//! * One model (`WhisperContext`) shared by all workers, one `WhisperState`
+//!   per worker, `threads` ggml threads each (default 1: on a busy box
+//!   ggml's spinning threads cost more than they give), `workers` threads
+//!   (default: one per core).
+//! * Two bounded crossbeam queues: finals and partials. A worker always
+//!   takes a final first. Media actors submit with `try_send`; a partial
+//!   that does not fit is simply skipped (fewer partials is the first
+//!   degradation), a final that does not fit stays with its call and is
+//!   offered again every tick (never dropped; it is decoded late and marked
+//!   `lagging`). A partial that waited longer than [`STALE_PARTIAL`] is
+//!   not decoded at all.
+//! * Each result goes straight to the call's `CallActor` (`do_send`; the
+//!   worker never waits on an actor).
+//! * `audio_ctx`: whisper's encoder normally processes a 30 s window
+//!   whatever the utterance length. [`AudioCtx::Auto`] sizes the window to
+//!   the utterance (plus a margin), many times cheaper; `Full` keeps 30 s.
+
+use crate::call::{AsrDone, CallActor};
+use actix::Addr;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use earshot::asr::tracker::{AsrRequest, JobKind};
+use earshot::asr::{Hypothesis, Word};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+/// Partials older than this when a worker gets to them are skipped.
+pub const STALE_PARTIAL: Duration = Duration::from_millis(1500);
+/// Finals that waited longer than this are marked `lagging`.
+pub const LAGGING_AFTER: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    #[error("ASR model {0} not found (run scripts/fetch-model, or set --asr-model / --asr false)")]
+    ModelMissing(PathBuf),
+    #[error("loading ASR model {path}: {err}")]
+    Load { path: PathBuf, err: String },
+    #[error("ASR worker: {0}")]
+    Worker(String),
+}
+
+/// Encoder window sizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCtx {
+    /// The utterance plus a margin (fast).
+    Auto,
+    /// Whisper's full 30 s window (slowest, the reference accuracy).
+    Full,
+}
+
+impl std::str::FromStr for AudioCtx {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AudioCtx::Auto),
+            "full" => Ok(AudioCtx::Full),
+            other => Err(format!("asr_audio_ctx must be auto or full, got {other:?}")),
+        }
+    }
+}
+
+/// Recogniser settings.
+#[derive(Debug, Clone)]
+pub struct AsrSettings {
+    pub model: PathBuf,
+    pub workers: usize,
+    pub threads: usize,
+    /// ISO 639-1 code, or `None` to detect per utterance (multilingual
+    /// models; English-only models always say `en`).
+    pub language: Option<String>,
+    /// Translate to English (multilingual models).
+    pub translate: bool,
+    /// Capacity of each queue.
+    pub queue: usize,
+    pub audio_ctx: AudioCtx,
+}
+
+/// Audio for one decode, and where its result goes.
+#[derive(Debug)]
+pub struct Job {
+    pub call: Addr<CallActor>,
+    pub stream: usize,
+    pub req: AsrRequest,
+    pub queued_at: Instant,
+}
+
+/// Counters visible through the registry (`/status`, `/metrics` later).
+#[derive(Debug, Default)]
+pub struct AsrCounters {
+    pub finals_decoded: AtomicU64,
+    pub partials_decoded: AtomicU64,
+    pub partials_skipped_full: AtomicU64,
+    pub partials_skipped_stale: AtomicU64,
+    pub finals_deferred: AtomicU64,
+    pub errors: AtomicU64,
+    pub busy: AtomicUsize,
+    /// Audio decoded and CPU time spent, for the real-time factor.
+    pub audio_ms: AtomicU64,
+    pub decode_ms: AtomicU64,
+}
+
+/// Snapshot of the pool.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct AsrStats {
+    pub workers: usize,
+    pub busy_workers: usize,
+    pub queued_finals: usize,
+    pub queued_partials: usize,
+    pub finals_decoded: u64,
+    pub partials_decoded: u64,
+    pub partials_skipped: u64,
+    pub finals_deferred: u64,
+    pub errors: u64,
+    /// Decode time over audio time (lower is faster; 0.1 = 10x real time).
+    pub real_time_factor: f64,
+}
+
+/// Handle to the pool; cheap to clone.
+#[derive(Clone)]
+pub struct AsrPool {
+    finals: Sender<Job>,
+    partials: Sender<Job>,
+    counters: Arc<AsrCounters>,
+    workers: usize,
+    pub model_name: String,
+}
+
+impl std::fmt::Debug for AsrPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsrPool")
+            .field("model", &self.model_name)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsrPool {
+    /// Load the model and start the workers.
+    pub fn start(s: AsrSettings) -> Result<AsrPool, AsrError> {
+        if !s.model.is_file() {
+            return Err(AsrError::ModelMissing(s.model.clone()));
+        }
+        whisper_rs::install_logging_hooks();
+        let ctx = WhisperContext::new_with_params(&s.model, WhisperContextParameters::default())
+            .map_err(|e| AsrError::Load {
+                path: s.model.clone(),
+                err: e.to_string(),
+            })?;
+        let english_only = !ctx.is_multilingual();
+        let ctx = Arc::new(ctx);
+        let (finals, finals_rx) = crossbeam_channel::bounded::<Job>(s.queue.max(1));
+        let (partials, partials_rx) = crossbeam_channel::bounded::<Job>(s.queue.max(1));
+        let counters = Arc::new(AsrCounters::default());
+        let workers = s.workers.max(1);
+        for i in 0..workers {
+            let state = ctx
+                .create_state()
+                .map_err(|e| AsrError::Worker(e.to_string()))?;
+            let w = Worker {
+                state,
+                eot: ctx.token_eot(),
+                english_only,
+                settings: s.clone(),
+                counters: counters.clone(),
+            };
+            let (f, p) = (finals_rx.clone(), partials_rx.clone());
+            std::thread::Builder::new()
+                .name(format!("asr-{i}"))
+                .spawn(move || w.run(f, p))
+                .map_err(|e| AsrError::Worker(e.to_string()))?;
+        }
+        let model_name = s
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tracing::info!(
+            model = %s.model.display(), workers, threads = s.threads, audio_ctx = ?s.audio_ctx,
+            multilingual = !english_only, "ASR ready"
+        );
+        Ok(AsrPool {
+            finals,
+            partials,
+            counters,
+            workers,
+            model_name,
+        })
+    }
+
+    /// Queue a job without waiting. A final that does not fit comes back
+    /// (`Err`) for the caller to offer again; a partial that does not fit
+    /// is dropped (`Ok(false)`).
+    pub fn submit(&self, job: Job) -> Result<bool, Job> {
+        match job.req.kind {
+            JobKind::Final => match self.finals.try_send(job) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
+                    self.counters
+                        .finals_deferred
+                        .fetch_add(1, Ordering::Relaxed);
+                    Err(j)
+                }
+            },
+            JobKind::Partial => match self.partials.try_send(job) {
+                Ok(()) => Ok(true),
+                Err(_) => {
+                    self.counters
+                        .partials_skipped_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    Ok(false)
+                }
+            },
+        }
+    }
+
+    /// Queue depth of finals (partials are skippable).
+    pub fn queued_finals(&self) -> usize {
+        self.finals.len()
+    }
+
+    pub fn stats(&self) -> AsrStats {
+        let c = &self.counters;
+        let audio = c.audio_ms.load(Ordering::Relaxed) as f64;
+        AsrStats {
+            workers: self.workers,
+            busy_workers: c.busy.load(Ordering::Relaxed),
+            queued_finals: self.finals.len(),
+            queued_partials: self.partials.len(),
+            finals_decoded: c.finals_decoded.load(Ordering::Relaxed),
+            partials_decoded: c.partials_decoded.load(Ordering::Relaxed),
+            partials_skipped: c.partials_skipped_full.load(Ordering::Relaxed)
+                + c.partials_skipped_stale.load(Ordering::Relaxed),
+            finals_deferred: c.finals_deferred.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            real_time_factor: if audio > 0.0 {
+                c.decode_ms.load(Ordering::Relaxed) as f64 / audio
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+struct Worker {
+    state: whisper_rs::WhisperState,
+    eot: i32,
+    english_only: bool,
+    settings: AsrSettings,
+    counters: Arc<AsrCounters>,
+}
+
+impl Worker {
+    fn run(mut self, finals: Receiver<Job>, partials: Receiver<Job>) {
+        loop {
+            // Finals first; otherwise whichever comes.
+            let job = match finals.try_recv() {
+                Ok(j) => j,
+                Err(_) => match partials.try_recv() {
+                    Ok(j) => j,
+                    Err(_) => {
+                        crossbeam_channel::select! {
+                            recv(finals) -> j => match j { Ok(j) => j, Err(_) => return },
+                            recv(partials) -> j => match j { Ok(j) => j, Err(_) => return },
+                        }
+                    }
+                },
+            };
+            self.handle(job);
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        let waited = job.queued_at.elapsed();
+        let kind = job.req.kind;
+        if kind == JobKind::Partial && waited > STALE_PARTIAL {
+            self.counters
+                .partials_skipped_stale
+                .fetch_add(1, Ordering::Relaxed);
+            job.call.do_send(AsrDone {
+                stream: job.stream,
+                utterance: job.req.utterance,
+                kind,
+                start_ms: job.req.start_ms,
+                end_ms: job.req.end_ms,
+                result: Err("stale".into()),
+                lagging: true,
+                decode_ms: 0,
+            });
+            return;
+        }
+        self.counters.busy.fetch_add(1, Ordering::Relaxed);
+        let t0 = Instant::now();
+        // A panic inside whisper-rs must not kill the worker.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.decode(&job.req.audio, kind)
+        }))
+        .unwrap_or_else(|_| Err("recogniser panicked".into()));
+        let decode_ms = t0.elapsed().as_millis() as u64;
+        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .decode_ms
+            .fetch_add(decode_ms, Ordering::Relaxed);
+        self.counters
+            .audio_ms
+            .fetch_add(job.req.audio.len() as u64 / 16, Ordering::Relaxed);
+        match (&result, kind) {
+            (Err(e), _) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, ?kind, "ASR decode failed");
+            }
+            (Ok(_), JobKind::Final) => {
+                self.counters.finals_decoded.fetch_add(1, Ordering::Relaxed);
+            }
+            (Ok(_), JobKind::Partial) => {
+                self.counters
+                    .partials_decoded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        job.call.do_send(AsrDone {
+            stream: job.stream,
+            utterance: job.req.utterance,
+            kind,
+            start_ms: job.req.start_ms,
+            end_ms: job.req.end_ms,
+            result,
+            lagging: waited > LAGGING_AFTER,
+            decode_ms,
+        });
+    }
+
+    fn decode(&mut self, audio: &[f32], kind: JobKind) -> Result<Hypothesis, String> {
+        let s = &self.settings;
+        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        p.set_n_threads(s.threads.max(1) as i32);
+        p.set_translate(s.translate && !self.english_only);
+        let language = if self.english_only {
+            Some("en")
+        } else {
+            s.language.as_deref()
+        };
+        p.set_language(language);
+        p.set_no_context(true);
+        p.set_print_special(false);
+        p.set_print_progress(false);
+        p.set_print_realtime(false);
+        p.set_print_timestamps(false);
+        p.set_suppress_blank(true);
+        p.set_suppress_nst(true);
+        p.set_token_timestamps(true);
+        if kind == JobKind::Partial {
+            // Partials are disposable: no temperature fallback.
+            p.set_temperature_inc(0.0);
+        }
+        // Whisper wants at least a second; pad short audio with silence.
+        let mut padded;
+        let mut samples = audio;
+        if audio.len() < 16_000 + 1_600 {
+            padded = audio.to_vec();
+            padded.resize(16_000 + 1_600, 0.0);
+            samples = &padded;
+        }
+        if s.audio_ctx == AudioCtx::Auto {
+            p.set_audio_ctx(audio_ctx_for(samples.len()));
+        }
+        self.state.full(p, samples).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        let mut words: Vec<Word> = vec![];
+        let (mut psum, mut pn) = (0.0f64, 0usize);
+        for seg in self.state.as_iter() {
+            for i in 0..seg.n_tokens() {
+                let Some(tok) = seg.get_token(i) else {
+                    continue;
+                };
+                let data = tok.token_data();
+                if data.id >= self.eot {
+                    continue; // special / timestamp tokens
+                }
+                let Ok(piece) = tok.to_str_lossy() else {
+                    continue;
+                };
+                let piece = piece.into_owned();
+                let prob = f64::from(data.p);
+                psum += prob;
+                pn += 1;
+                text.push_str(&piece);
+                let (t0, t1) = (data.t0.max(0) as f64 / 100.0, data.t1.max(0) as f64 / 100.0);
+                let starts_word = piece.starts_with(' ') || words.is_empty();
+                let trimmed = piece.trim();
+                if trimmed.is_empty() {
+                    continue;
+                }
+                match words.last_mut() {
+                    Some(w) if !starts_word => {
+                        w.word.push_str(trimmed);
+                        w.end = t1.max(w.end);
+                        w.probability = w.probability.min(prob);
+                    }
+                    _ => words.push(Word {
+                        word: trimmed.to_string(),
+                        start: t0,
+                        end: t1.max(t0),
+                        probability: prob,
+                    }),
+                }
+            }
+        }
+        let lang_id = self.state.full_lang_id_from_state();
+        let language = whisper_rs::get_lang_str(lang_id)
+            .map(str::to_string)
+            .or(language.map(str::to_string));
+        Ok(Hypothesis {
+            text: text.trim().to_string(),
+            words,
+            confidence: if pn > 0 { psum / pn as f64 } else { 0.0 },
+            language,
+        })
+    }
+}
+
+/// Encoder positions for `samples` of 16 kHz audio: 50 per second, plus a
+/// one-second margin, rounded up to a multiple of 64, within whisper's 1500.
+pub fn audio_ctx_for(samples: usize) -> i32 {
+    let secs = samples as f64 / 16_000.0 + 1.0;
+    let ctx = ((secs * 50.0 / 64.0).ceil() * 64.0) as i32;
+    ctx.clamp(128, 1500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_ctx_follows_the_utterance() {
+        assert_eq!(audio_ctx_for(16_000), 128); // 2 s → 100 → 128
+        assert_eq!(audio_ctx_for(16_000 * 5), 320); // 6 s → 300 → 320
+        assert_eq!(audio_ctx_for(16_000 * 40), 1500);
+        assert!("auto".parse::<AudioCtx>().is_ok());
+        assert!("half".parse::<AudioCtx>().is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! End-to-end streaming ASR: the real `earshot` binary with the real
+//! whisper.cpp model (tiny.en q8_0 from `scripts/fetch-model`) transcribes
+//! a sipp-forked two-party call of Asterisk prompts whose words and timings
+//! are known (`scripts/make-call`), live; the finals are checked against
+//! the truth per participant, read over REST, and again after a restart
+//! (from sled).
+//!
+//! Figures are printed with `eprintln!`: run with `--nocapture`.
+
+mod common;
+
+use common::rtp_send::Impairment;
+use common::two_party::*;
+use common::*;
+use earshot::asr::wer;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What a participant said, in order (the truth).
+fn truth_text(truth: &Value, who: &str) -> String {
+    truth["turns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| s(&t["participant"]) == who)
+        .map(|t| s(&t["text"]).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits until every final of the call is in the stored transcript: the
+/// count stops changing and the session says transcription is complete.
+fn final_transcript(engine: &Engine, id: &str) -> Value {
+    let mut last = (u64::MAX, 0u32);
+    poll("the transcript to settle", Duration::from_secs(180), || {
+        let r = engine.get(&format!(
+            "/api/v1/calls/{}/transcript?include_segments=true",
+            encode(id)
+        ));
+        assert_eq!(r.status, 200, "GET transcript: {}", r.text);
+        let n = r.body["segment_count"].as_u64().unwrap_or(0);
+        let pending = r.body["pending_finals"].as_u64().unwrap_or(1);
+        if n == last.0 && pending == 0 {
+            last.1 += 1;
+        } else {
+            last = (n, 0);
+        }
+        (last.1 >= 3).then_some(r.body)
+    })
+}
+
+#[test]
+fn live_call_is_transcribed_per_participant() {
+    let run = record_with(
+        "talk",
+        [Impairment::default(), Impairment::default()],
+        EngineOpts {
+            asr: true,
+            ..EngineOpts::default()
+        },
+    );
+    let t = final_transcript(&run.engine, &run.id);
+    let segs = t["segments"].as_array().expect("segments[]").clone();
+    eprintln!("transcript:\n{}", s(&t["cumulative_transcript"]));
+    assert!(!segs.is_empty(), "no segments: {}", pretty(&t));
+    assert_eq!(t["segment_count"].as_u64(), Some(segs.len() as u64));
+    assert_eq!(s(&t["language"]), "en");
+
+    for (i, who) in ["a", "b"].iter().enumerate() {
+        let label = (i + 1).to_string();
+        let mine: Vec<&Value> = segs
+            .iter()
+            .filter(|g| s(&g["stream_label"]) == label)
+            .collect();
+        let mut ordered = mine.clone();
+        ordered.sort_by(|x, y| f(&x["start_time"]).total_cmp(&f(&y["start_time"])));
+        let hyp = ordered
+            .iter()
+            .map(|g| s(&g["text"]).to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let reference = truth_text(&run.truth, who);
+        let (errors, n) = wer::errors(&reference, &hyp);
+        let w = errors as f64 / n as f64;
+        eprintln!(
+            "[{who}] WER {:.1} % ({errors}/{n})\n  ref: {reference}\n  hyp: {hyp}",
+            w * 100.0
+        );
+        assert!(w <= 0.15, "[{who}] WER {:.1} % over 15 %", w * 100.0);
+        // Every final lies in this participant's speech (call timeline vs
+        // the truth placed on it), and carries who spoke.
+        let speech = intervals(&run.truth["participants"][who]["speech"]);
+        for g in &mine {
+            assert_eq!(s(&g["participant_id"]), run.pid[i], "{}", pretty(g));
+            assert_eq!(g["is_final"], Value::Bool(true));
+            let (a, b) = (
+                (f(&g["start_time"]) * 1000.0 - run.offset_ms) / 1000.0,
+                (f(&g["end_time"]) * 1000.0 - run.offset_ms) / 1000.0,
+            );
+            let inside = speech
+                .iter()
+                .any(|(s0, s1)| a >= s0 - 1.0 && b <= s1 + 1.0 && a <= b);
+            assert!(
+                inside,
+                "[{who}] segment {a:.2}-{b:.2} s is not within its speech {speech:?}: {}",
+                pretty(g)
+            );
+            let c = f(&g["confidence"]);
+            assert!((0.0..=1.0).contains(&c) && c > 0.3, "confidence {c}");
+            assert!(g["words"].as_array().is_some_and(|w| !w.is_empty()));
+        }
+    }
+
+    // /segments: the same finals, in time order, Call Sessions API fields.
+    let r = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/segments", encode(&run.id)));
+    assert_eq!(r.status, 200);
+    let list = r.body.as_array().expect("a JSON array").clone();
+    assert_eq!(list.len(), segs.len());
+    for w in list.windows(2) {
+        assert!(f(&w[0]["start_time"]) <= f(&w[1]["start_time"]));
+    }
+    for k in [
+        "segment_id",
+        "text",
+        "start_time",
+        "end_time",
+        "duration",
+        "confidence",
+        "speaker",
+    ] {
+        assert!(list[0].get(k).is_some(), "segment lacks {k}");
+    }
+    // Without include_segments: no segments, same text; bad values → 422.
+    let r = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/transcript", encode(&run.id)));
+    assert!(r.body.get("segments").is_none());
+    assert_eq!(r.body["cumulative_transcript"], t["cumulative_transcript"]);
+    let r = run.engine.get(&format!(
+        "/api/v1/calls/{}/transcript?include_segments=maybe",
+        encode(&run.id)
+    ));
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.body["detail"][0]["loc"].is_array());
+    let r = run.engine.get("/api/v1/calls/no-such-call/transcript");
+    assert_eq!(r.status, 404);
+    assert!(r.body["detail"].is_string());
+
+    // talk-time now counts words.
+    let talk = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/talk-time", encode(&run.id)));
+    let wpm = &talk.body["speakers"][0]["metrics"]["wordsPerMinute"];
+    assert!(
+        wpm.as_f64().is_some_and(|v| v > 0.0),
+        "{}",
+        pretty(&talk.body)
+    );
+
+    // After a restart the transcript comes from sled, unchanged.
+    let mut engine = run.engine;
+    engine.restart();
+    let r = engine.get(&format!(
+        "/api/v1/calls/{}/transcript?include_segments=true",
+        encode(&run.id)
+    ));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["segments"], t["segments"]);
+    assert_eq!(r.body["cumulative_transcript"], t["cumulative_transcript"]);
+}

@@ -1,0 +1,117 @@
+//! Streaming speech recognition, sans-IO: which audio goes to the
+//! recogniser and when ([`tracker::UtteranceTracker`]), how consecutive
+//! partial hypotheses are held stable ([`agreement::Agreement`], the
+//! LocalAgreement policy of whisper_streaming), what a transcript segment
+//! is ([`Segment`]), and word error rate ([`wer`]) for tests and benchmarks.
+//!
+//! The recogniser itself (whisper.cpp through whisper-rs) runs in the
+//! runtime crate on dedicated worker threads; nothing here blocks, spawns
+//! or reads a clock: time is the participant timeline in milliseconds.
+
+pub mod agreement;
+pub mod tracker;
+pub mod wer;
+
+use serde::{Deserialize, Serialize};
+
+/// One recognised word, times in seconds from the start of the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    pub word: String,
+    pub start: f64,
+    pub end: f64,
+    pub probability: f64,
+}
+
+/// A recogniser's answer for one piece of audio.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    pub text: String,
+    /// Words with times relative to the start of the audio sent, seconds.
+    pub words: Vec<Word>,
+    /// Mean token probability, 0..1.
+    pub confidence: f64,
+    /// ISO 639-1 code of the language spoken (detected or configured).
+    pub language: Option<String>,
+}
+
+/// A final transcript segment, as stored and served (Call Sessions API
+/// shape plus words, language and the participant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub segment_id: u64,
+    /// Utterance the segment closes (partials carry the same id).
+    pub utterance_id: u64,
+    pub participant_id: Option<String>,
+    /// Who spoke: the participant's name or AOR, else the stream label.
+    pub speaker: String,
+    /// Label of the stream (m-line) the audio came from.
+    pub stream_label: String,
+    pub text: String,
+    /// Seconds from the start of the call.
+    pub start_time: f64,
+    pub end_time: f64,
+    pub duration: f64,
+    pub confidence: f64,
+    #[serde(default)]
+    pub words: Vec<Word>,
+    pub language: Option<String>,
+    pub is_final: bool,
+    /// The recogniser was behind when it decoded this (overload).
+    #[serde(default)]
+    pub lagging: bool,
+}
+
+/// Time-ordered transcript across participants, one line per segment,
+/// each prefixed by its speaker (`speaker: text`).
+pub fn cumulative_transcript(segments: &[Segment]) -> String {
+    let mut order: Vec<&Segment> = segments.iter().filter(|s| !s.text.is_empty()).collect();
+    order.sort_by(|a, b| {
+        a.start_time
+            .total_cmp(&b.start_time)
+            .then(a.segment_id.cmp(&b.segment_id))
+    });
+    order
+        .iter()
+        .map(|s| format!("{}: {}", s.speaker, s.text))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64, speaker: &str, start: f64, text: &str) -> Segment {
+        Segment {
+            segment_id: id,
+            utterance_id: id,
+            participant_id: None,
+            speaker: speaker.into(),
+            stream_label: speaker.into(),
+            text: text.into(),
+            start_time: start,
+            end_time: start + 1.0,
+            duration: 1.0,
+            confidence: 0.9,
+            words: vec![],
+            language: Some("en".into()),
+            is_final: true,
+            lagging: false,
+        }
+    }
+
+    #[test]
+    fn cumulative_transcript_is_time_ordered_across_speakers() {
+        let s = vec![
+            seg(0, "agent", 5.0, "How can I help?"),
+            seg(1, "caller", 1.0, "Hello."),
+            seg(2, "caller", 9.0, ""),
+            seg(3, "caller", 7.5, "My card is lost."),
+        ];
+        assert_eq!(
+            cumulative_transcript(&s),
+            "caller: Hello.\nagent: How can I help?\ncaller: My card is lost."
+        );
+    }
+}
