@@ -77,6 +77,7 @@ pub struct CallActor {
     agreements: HashMap<usize, (u64, Agreement)>,
     /// The call has ended and its record is stored; waiting for finals.
     draining: Option<Instant>,
+    hub: Addr<crate::ws::Hub>,
 }
 
 /// What a call starts with.
@@ -89,6 +90,7 @@ pub struct CallInit {
     /// Address sockets for renegotiated streams bind to.
     pub bind_ip: std::net::IpAddr,
     pub media: MediaConfig,
+    pub hub: Addr<crate::ws::Hub>,
     /// The media arbiter this call's audio runs on.
     pub arbiter: ArbiterHandle,
     /// Test hook (see `CallActor::fault`).
@@ -178,6 +180,7 @@ impl CallActor {
             deferred: VecDeque::new(),
             agreements: HashMap::new(),
             draining: None,
+            hub: init.hub,
         }
     }
 
@@ -351,6 +354,18 @@ impl CallActor {
                 }
                 act.record.finish(status, &reason, chrono::Utc::now());
                 let record = act.record.clone();
+                act.hub.do_send(crate::ws::Push::new(
+                    &record.call_id.0,
+                    serde_json::json!({
+                        "type": "call_ended",
+                        "call_id": record.call_id,
+                        "status": record.status,
+                        "reason": record.end_reason,
+                        "pending_finals": record.asr.pending(),
+                        "timestamp": chrono::Utc::now(),
+                    }),
+                    false,
+                ));
                 act.store
                     .send(Put {
                         record: record.clone(),
@@ -399,7 +414,28 @@ impl CallActor {
                 if entry.0 != m.utterance {
                     *entry = (m.utterance, Agreement::new());
                 }
-                let _stable = entry.1.update(&h.text);
+                let stable = entry.1.update(&h.text);
+                let label = self.label_of(m.stream);
+                let (participant_id, speaker) = self.record.speaker_of(&label);
+                let push = serde_json::json!({
+                    "type": "transcript",
+                    "call_id": self.record.call_id,
+                    "participant_id": participant_id,
+                    "speaker": speaker,
+                    "stream_label": label,
+                    "text": stable.text(),
+                    "stable_text": stable.stable,
+                    "unstable_text": stable.unstable,
+                    "is_final": false,
+                    "utterance_id": m.utterance,
+                    "start_time": m.start_ms as f64 / 1000.0,
+                    "end_time": m.end_ms as f64 / 1000.0,
+                    "segment_id": null,
+                    "confidence": h.confidence,
+                    "timestamp": chrono::Utc::now(),
+                });
+                self.hub
+                    .do_send(crate::ws::Push::new(&self.record.call_id.0, push, true));
             }
             JobKind::Final => {
                 self.record.asr.finals_done += 1;
@@ -414,8 +450,32 @@ impl CallActor {
                     Ok(h) if !is_noise(&h.text) => {
                         let seg =
                             self.segment(m.stream, m.utterance, m.start_ms, m.end_ms, h, m.lagging);
-                        self.record.push_segment(seg);
+                        let id = self.record.push_segment(seg);
                         self.dirty = true;
+                        if let Some(seg) = self.record.transcript_segments.last() {
+                            let push = serde_json::json!({
+                                "type": "transcript",
+                                "call_id": self.record.call_id,
+                                "participant_id": seg.participant_id,
+                                "speaker": seg.speaker,
+                                "stream_label": seg.stream_label,
+                                "text": seg.text,
+                                "is_final": true,
+                                "utterance_id": seg.utterance_id,
+                                "start_time": seg.start_time,
+                                "end_time": seg.end_time,
+                                "segment_id": id,
+                                "confidence": seg.confidence,
+                                "language": seg.language,
+                                "lagging": seg.lagging,
+                                "timestamp": chrono::Utc::now(),
+                            });
+                            self.hub.do_send(crate::ws::Push::new(
+                                &self.record.call_id.0,
+                                push,
+                                false,
+                            ));
+                        }
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -538,6 +598,17 @@ impl Actor for CallActor {
         self.media = Some(MediaActor::start_in_arbiter(&self.arbiter, move |_| {
             MediaActor::new(me, cfg, &call_id, start, setups)
         }));
+        self.hub.do_send(crate::ws::Push::new(
+            &self.record.call_id.0,
+            serde_json::json!({
+                "type": "call_started",
+                "call_id": self.record.call_id,
+                "participants": self.record.participants,
+                "start_time": self.record.start_time,
+                "timestamp": chrono::Utc::now(),
+            }),
+            false,
+        ));
         self.publish();
         ctx.run_interval(TICK, |act, ctx| {
             act.guarded(ctx, |act, _| {

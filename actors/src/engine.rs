@@ -64,8 +64,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             None
         }
     };
+    let hub = crate::ws::Hub::default().start();
     let registry = RegistryActor::new(
         RegistryConfig {
+            hub: hub.clone(),
             media: MediaConfig {
                 jitter_depth: Duration::from_millis(settings.jitter_ms),
                 vad_mode: settings.vad_mode,
@@ -97,9 +99,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
 
     let reg_data = web::Data::new(registry.clone());
+    let hub_data = web::Data::new(hub.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(reg_data.clone())
+            .app_data(hub_data.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 let resp = http::invalid(&["query"], &e.to_string(), "value_error");
                 actix_web::error::InternalError::from_response(e, resp).into()

@@ -41,7 +41,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/v1/calls/{call_id}/transcript",
             web::get().to(transcript),
         )
-        .route("/api/v1/calls/{call_id}/segments", web::get().to(segments));
+        .route("/api/v1/calls/{call_id}/segments", web::get().to(segments))
+        .route(
+            "/ws/transcriptions",
+            web::get().to(crate::ws::transcriptions),
+        );
 }
 
 /// JSON 404/405 for anything unrouted.

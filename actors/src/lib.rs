@@ -10,6 +10,7 @@
 //!   drop counts.
 //! * [`store`]: sled persistence on its own thread.
 //! * [`http`]: the REST API.
+//! * [`ws`]: WebSocket pushes (the only actix-web-actors user).
 //! * [`config`]: CLI / env / TOML settings.
 //! * [`engine`]: wiring it all together.
 
@@ -23,3 +24,4 @@ pub mod registry;
 pub mod sip_actor;
 pub mod store;
 pub mod udp;
+pub mod ws;

@@ -33,6 +33,8 @@ pub struct RegistryConfig {
     /// Honour `X-Earshot-Fault` request headers (tests only).
     pub fault_injection: bool,
     pub media: MediaConfig,
+    /// WebSocket hub the calls publish to.
+    pub hub: Addr<crate::ws::Hub>,
     /// Media threads; calls are spread over them round-robin.
     pub arbiters: Vec<ArbiterHandle>,
 }
@@ -124,6 +126,7 @@ impl RegistryActor {
                 sockets,
                 bind_ip: self.cfg.rtp_bind_ip,
                 media: self.cfg.media.clone(),
+                hub: self.cfg.hub.clone(),
                 arbiter: self.pick_arbiter(),
                 fault,
             },

@@ -1,9 +1,10 @@
 //! End-to-end streaming ASR: the real `earshot` binary with the real
 //! whisper.cpp model (tiny.en q8_0 from `scripts/fetch-model`) transcribes
 //! a sipp-forked two-party call of Asterisk prompts whose words and timings
-//! are known (`scripts/make-call`), live; the finals are checked against
-//! the truth per participant, read over REST, and again after a restart
-//! (from sled).
+//! are known (`scripts/make-call`), live; a WebSocket client receives the
+//! partials and finals as they come; the finals are checked against the
+//! truth per participant, read over REST, and again after a restart (from
+//! sled).
 //!
 //! Figures are printed with `eprintln!`: run with `--nocapture`.
 
@@ -11,9 +12,11 @@ mod common;
 
 use common::rtp_send::Impairment;
 use common::two_party::*;
+use common::ws_client::{self, Recorder};
 use common::*;
 use earshot::asr::wer;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What a participant said, in order (the truth).
@@ -49,17 +52,135 @@ fn final_transcript(engine: &Engine, id: &str) -> Value {
     })
 }
 
+/// The WebSocket saw call_started, partials before each final, every final
+/// (the same as REST), and call_ended, in that order.
+fn check_pushes(frames: &[(std::time::Instant, Value)], run: &Run, t: &Value) {
+    let mine: Vec<&Value> = frames
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| s(&v["call_id"]) == run.id)
+        .collect();
+    let kinds: Vec<String> = mine
+        .iter()
+        .map(|v| match (s(&v["type"]), v["is_final"].as_bool()) {
+            ("transcript", Some(true)) => "final".to_string(),
+            ("transcript", _) => "partial".to_string(),
+            (other, _) => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("call_started"),
+        "{kinds:?}"
+    );
+    let finals: Vec<&&Value> = mine
+        .iter()
+        .filter(|v| v["is_final"] == Value::Bool(true))
+        .collect();
+    let partials: Vec<&&Value> = mine
+        .iter()
+        .filter(|v| s(&v["type"]) == "transcript" && v["is_final"] == Value::Bool(false))
+        .collect();
+    eprintln!(
+        "WebSocket: {} partials, {} finals",
+        partials.len(),
+        finals.len()
+    );
+    assert!(!partials.is_empty(), "no partials pushed: {kinds:?}");
+    // Every final pushed is a stored segment (same id and text).
+    let stored: HashMap<u64, String> = t["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["segment_id"].as_u64().unwrap(), s(&g["text"]).to_string()))
+        .collect();
+    assert_eq!(finals.len(), stored.len(), "finals pushed vs stored");
+    for f in &finals {
+        let id = f["segment_id"].as_u64().expect("segment_id");
+        assert_eq!(stored.get(&id).map(String::as_str), Some(s(&f["text"])));
+        for k in [
+            "participant_id",
+            "speaker",
+            "start_time",
+            "end_time",
+            "confidence",
+            "timestamp",
+        ] {
+            assert!(!f[k].is_null(), "final lacks {k}: {f}");
+        }
+    }
+    // Partials of an utterance come before its final, never after.
+    let pos = |pred: &dyn Fn(&Value) -> bool| mine.iter().position(|v| pred(v));
+    let mut with_partials = 0;
+    for f in &finals {
+        let (label, utt) = (s(&f["stream_label"]), f["utterance_id"].as_u64());
+        let final_at = pos(&|v| v == **f).unwrap();
+        let after = mine[final_at..].iter().any(|v| {
+            v["is_final"] == Value::Bool(false)
+                && s(&v["stream_label"]) == label
+                && v["utterance_id"].as_u64() == utt
+        });
+        assert!(!after, "a partial of utterance {utt:?} after its final");
+        if mine[..final_at].iter().any(|v| {
+            v["is_final"] == Value::Bool(false)
+                && s(&v["stream_label"]) == label
+                && v["utterance_id"].as_u64() == utt
+        }) {
+            with_partials += 1;
+        }
+    }
+    eprintln!(
+        "{with_partials} of {} finals had partials first",
+        finals.len()
+    );
+    assert!(
+        with_partials * 2 >= finals.len(),
+        "most utterances (2-4 s) get partials"
+    );
+    let ended = kinds
+        .iter()
+        .position(|k| k == "call_ended")
+        .expect("call_ended pushed");
+    assert!(ended > kinds.iter().position(|k| k == "call_started").unwrap());
+}
+
 #[test]
 fn live_call_is_transcribed_per_participant() {
-    let run = record_with(
+    let engine = Engine::start_with(EngineOpts {
+        asr: true,
+        ..EngineOpts::default()
+    });
+    // A client for every call, and one that speaks nonsense first.
+    let ws = ws_client::connect(engine.http_port, "");
+    let mut bad = ws_client::connect(engine.http_port, "?call_id=nobody");
+    let hello = ws_client::next_json(&mut bad, Duration::from_secs(5)).expect("a hello");
+    assert_eq!(s(&hello["type"]), "connected");
+    bad.send(tungstenite::Message::Text("{not json".into()))
+        .unwrap();
+    let err = ws_client::next_json(&mut bad, Duration::from_secs(5)).expect("an error frame");
+    assert_eq!(s(&err["type"]), "error", "{err}");
+    assert!(s(&err["message"]).contains("invalid JSON"), "{err}");
+    bad.send(tungstenite::Message::Text(r#"{"type":"ping"}"#.into()))
+        .unwrap();
+    let pong = ws_client::next_json(&mut bad, Duration::from_secs(5)).expect("a pong");
+    assert_eq!(s(&pong["type"]), "pong");
+    let rec = Recorder::start(ws);
+    let other = Recorder::start(bad);
+
+    let run = record_on(
+        engine,
         "talk",
         [Impairment::default(), Impairment::default()],
-        EngineOpts {
-            asr: true,
-            ..EngineOpts::default()
-        },
     );
     let t = final_transcript(&run.engine, &run.id);
+    let frames = rec.stop();
+    check_pushes(&frames, &run, &t);
+    // The filtered client (kept alive by its pongs) saw nothing of this call.
+    let got = other.stop();
+    assert!(
+        got.iter().all(|(_, v)| s(&v["call_id"]) != run.id),
+        "a client filtered to another call got {got:?}"
+    );
     let segs = t["segments"].as_array().expect("segments[]").clone();
     eprintln!("transcript:\n{}", s(&t["cumulative_transcript"]));
     assert!(!segs.is_empty(), "no segments: {}", pretty(&t));

@@ -14,6 +14,7 @@
 
 pub mod rtp_send;
 pub mod two_party;
+pub mod ws_client;
 
 use serde_json::Value;
 use std::fs;

@@ -131,8 +131,12 @@ pub fn record(name: &str, imp: [Impairment; 2]) -> Run {
 
 /// [`record`] on an engine started with `opts`.
 pub fn record_with(name: &str, imp: [Impairment; 2], opts: EngineOpts) -> Run {
+    record_on(Engine::start_with(opts), name, imp)
+}
+
+/// [`record`] on a running engine.
+pub fn record_on(engine: Engine, name: &str, imp: [Impairment; 2]) -> Run {
     let truth = load_truth(name);
-    let engine = Engine::start_with(opts);
     let duration_ms = (f(&truth["duration_s"]) * 1000.0).round() as u64;
     // The call outlives the audio by a few seconds (sender start-up included).
     let pause = (duration_ms + 4000).to_string();

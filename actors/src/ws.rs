@@ -1,0 +1,488 @@
+//! Live pushes over WebSocket: `GET /ws/transcriptions?call_id=<optional>`.
+//! The only module that uses actix-web-actors (deprecated upstream in
+//! favour of actix-ws; swapping it touches nothing else).
+//!
+//! * [`Hub`] (one actor, on the system arbiter) knows every connected
+//!   client and its filter. Calls publish to it (`call_started`,
+//!   `transcript` partials and finals, `call_ended`); it never waits on a
+//!   client.
+//! * A slow client never slows a call. Each client has a bounded mailbox
+//!   ([`MAILBOX`]); a WebSocket session actor runs inside its HTTP
+//!   response, so a client that stops reading stops draining its mailbox.
+//!   What does not fit waits in the hub in the client's [`ClientQueue`]:
+//!   when that is full the oldest *partial* goes first; finals are never
+//!   dropped, and a client whose backlog of finals passes [`MAX_FINALS`] is
+//!   disconnected (it could never catch up). Drops are counted.
+//! * Sessions ping every [`PING_EVERY`] and close a client silent for
+//!   [`CLIENT_TIMEOUT`]. Client frames: `{"type":"ping"}` →
+//!   `{"type":"pong"}`, `{"type":"subscribe","call_id":"…"|null}` changes
+//!   the filter; anything else gets `{"type":"error","message":…}`.
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Messages a client's session actor may hold before the hub queues for it.
+pub const MAILBOX: usize = 64;
+/// Queued messages per client before partials are dropped.
+pub const QUEUE: usize = 256;
+/// Queued finals past which a client is disconnected.
+pub const MAX_FINALS: usize = 5_000;
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the hub retries clients with a backlog.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Largest client frame accepted.
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// One push: JSON text, the call it is about, and whether it may be dropped.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Push {
+    pub call_id: Arc<str>,
+    pub json: Arc<str>,
+    /// Partials may be dropped for a slow client; finals and call events not.
+    pub droppable: bool,
+}
+
+impl Push {
+    pub fn new(call_id: &str, body: Value, droppable: bool) -> Push {
+        Push {
+            call_id: call_id.into(),
+            json: body.to_string().into(),
+            droppable,
+        }
+    }
+}
+
+/// A client's backlog in the hub: bounded for partials, never losing finals.
+#[derive(Debug, Default)]
+pub struct ClientQueue {
+    q: VecDeque<Push>,
+    finals: usize,
+    pub dropped: u64,
+}
+
+impl ClientQueue {
+    /// Queue `p`; when over [`QUEUE`], drop the oldest partial (or `p`
+    /// itself if it is a partial and there is none older). Returns false
+    /// when the client has too many finals waiting to ever catch up.
+    pub fn push(&mut self, p: Push) -> bool {
+        if self.q.len() >= QUEUE {
+            if let Some(i) = self.q.iter().position(|m| m.droppable) {
+                self.q.remove(i);
+                self.dropped += 1;
+            } else if p.droppable {
+                self.dropped += 1;
+                return true;
+            }
+        }
+        if !p.droppable {
+            self.finals += 1;
+        }
+        self.q.push_back(p);
+        self.finals <= MAX_FINALS
+    }
+
+    pub fn front(&self) -> Option<&Push> {
+        self.q.front()
+    }
+
+    pub fn pop(&mut self) -> Option<Push> {
+        let p = self.q.pop_front()?;
+        if !p.droppable {
+            self.finals -= 1;
+        }
+        Some(p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+}
+
+struct Client {
+    addr: Addr<WsSession>,
+    call: Option<String>,
+    queue: ClientQueue,
+}
+
+/// Every connected client.
+#[derive(Default)]
+pub struct Hub {
+    clients: HashMap<u64, Client>,
+    next: u64,
+    dropped_partials: u64,
+    pushed: u64,
+    kicked: u64,
+}
+
+impl Hub {
+    /// Deliver what fits; true if the client must be let go.
+    fn flush(c: &mut Client) -> bool {
+        while let Some(p) = c.queue.front() {
+            match c.addr.try_send(p.clone()) {
+                Ok(()) => {
+                    c.queue.pop();
+                }
+                Err(SendError::Full(_)) => return false,
+                Err(SendError::Closed(_)) => return true,
+            }
+        }
+        false
+    }
+}
+
+impl Actor for Hub {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(FLUSH_EVERY, |hub, _| {
+            let mut gone = vec![];
+            for (id, c) in hub.clients.iter_mut() {
+                if !c.queue.is_empty() && Hub::flush(c) {
+                    gone.push(*id);
+                }
+            }
+            for id in gone {
+                hub.clients.remove(&id);
+            }
+        });
+    }
+}
+
+impl Handler<Push> for Hub {
+    type Result = ();
+    fn handle(&mut self, p: Push, _: &mut Context<Self>) {
+        self.pushed += 1;
+        let mut gone = vec![];
+        for (id, c) in self.clients.iter_mut() {
+            if c.call.as_deref().is_some_and(|f| f != &*p.call_id) {
+                continue;
+            }
+            let before = c.queue.dropped;
+            if !c.queue.push(p.clone()) {
+                tracing::warn!(
+                    client = id,
+                    "WebSocket client too slow for its finals; disconnecting"
+                );
+                c.addr.do_send(Kick("too slow: finals backlog".into()));
+                gone.push(*id);
+                continue;
+            }
+            self.dropped_partials += c.queue.dropped - before;
+            if Hub::flush(c) {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            if self.clients.remove(&id).is_some() {
+                self.kicked += 1;
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Join {
+    addr: Addr<WsSession>,
+    call: Option<String>,
+}
+
+impl Handler<Join> for Hub {
+    type Result = u64;
+    fn handle(&mut self, j: Join, _: &mut Context<Self>) -> u64 {
+        self.next += 1;
+        self.clients.insert(
+            self.next,
+            Client {
+                addr: j.addr,
+                call: j.call,
+                queue: ClientQueue::default(),
+            },
+        );
+        self.next
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Leave(u64);
+
+impl Handler<Leave> for Hub {
+    type Result = ();
+    fn handle(&mut self, m: Leave, _: &mut Context<Self>) {
+        self.clients.remove(&m.0);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Filter(u64, Option<String>);
+
+impl Handler<Filter> for Hub {
+    type Result = ();
+    fn handle(&mut self, m: Filter, _: &mut Context<Self>) {
+        if let Some(c) = self.clients.get_mut(&m.0) {
+            c.call = m.1;
+        }
+    }
+}
+
+/// Hub figures for `/status`.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct HubStats {
+    pub clients: usize,
+    pub pushed: u64,
+    pub dropped_partials: u64,
+    pub disconnected_slow: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "HubStats")]
+pub struct GetHubStats;
+
+impl Handler<GetHubStats> for Hub {
+    type Result = MessageResult<GetHubStats>;
+    fn handle(&mut self, _: GetHubStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(HubStats {
+            clients: self.clients.len(),
+            pushed: self.pushed,
+            dropped_partials: self.dropped_partials,
+            disconnected_slow: self.kicked,
+        })
+    }
+}
+
+/// Close a client with a reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Kick(String);
+
+/// One WebSocket client.
+pub struct WsSession {
+    hub: Addr<Hub>,
+    id: u64,
+    call: Option<String>,
+    last_heard: Instant,
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        self.hub
+            .send(Join {
+                addr: ctx.address(),
+                call: self.call.clone(),
+            })
+            .into_actor(self)
+            .map(|r, act, ctx| match r {
+                Ok(id) => act.id = id,
+                Err(_) => ctx.stop(),
+            })
+            .wait(ctx);
+        ctx.run_interval(PING_EVERY, |act, ctx| {
+            if act.last_heard.elapsed() > CLIENT_TIMEOUT {
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Away,
+                    description: Some("no pong".into()),
+                }));
+                ctx.stop();
+                return;
+            }
+            ctx.ping(b"earshot");
+        });
+        let hello = json!({
+            "type": "connected",
+            "call_id": self.call,
+            "timestamp": chrono::Utc::now(),
+        });
+        ctx.text(hello.to_string());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.hub.do_send(Leave(self.id));
+    }
+}
+
+impl Handler<Push> for WsSession {
+    type Result = ();
+    fn handle(&mut self, p: Push, ctx: &mut Self::Context) {
+        ctx.text(&*p.json);
+    }
+}
+
+impl Handler<Kick> for WsSession {
+    type Result = ();
+    fn handle(&mut self, k: Kick, ctx: &mut Self::Context) {
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Policy,
+            description: Some(k.0),
+        }));
+        ctx.stop();
+    }
+}
+
+fn error(message: &str) -> String {
+    json!({"type": "error", "message": message}).to_string()
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.text(error(&format!("protocol error: {e}")));
+                ctx.close(Some(ws::CloseCode::Protocol.into()));
+                ctx.stop();
+                return;
+            }
+        };
+        match msg {
+            ws::Message::Ping(p) => ctx.pong(&p),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            ws::Message::Binary(_) | ws::Message::Continuation(_) => {
+                ctx.text(error("binary frames are not accepted; send JSON text"))
+            }
+            ws::Message::Text(t) => match client_command(&t) {
+                Ok(Command::Ping) => ctx.text(json!({"type": "pong"}).to_string()),
+                Ok(Command::Subscribe(call)) => {
+                    self.call = call.clone();
+                    self.hub.do_send(Filter(self.id, call.clone()));
+                    ctx.text(json!({"type": "subscribed", "call_id": call}).to_string());
+                }
+                Err(e) => ctx.text(error(&e)),
+            },
+        }
+    }
+}
+
+/// What a client may ask.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Ping,
+    /// Only this call (`None`: every call).
+    Subscribe(Option<String>),
+}
+
+/// Parse a client text frame.
+pub fn client_command(text: &str) -> Result<Command, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(ty) = v.get("type").and_then(Value::as_str) else {
+        return Err("a JSON object with a string \"type\" is expected".into());
+    };
+    match ty {
+        "ping" => Ok(Command::Ping),
+        "subscribe" => match v.get("call_id") {
+            None | Some(Value::Null) => Ok(Command::Subscribe(None)),
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => {
+                Ok(Command::Subscribe(Some(s.clone())))
+            }
+            Some(_) => Err("call_id must be a non-empty string (at most 256) or null".into()),
+        },
+        other => Err(format!(
+            "unknown type {other:?} (expected \"ping\" or \"subscribe\")"
+        )),
+    }
+}
+
+/// `GET /ws/transcriptions?call_id=`.
+pub async fn transcriptions(
+    req: HttpRequest,
+    stream: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let call = q.get("call_id").filter(|c| !c.is_empty()).cloned();
+    if call.as_ref().is_some_and(|c| c.len() > 256) {
+        return Ok(crate::http::invalid(
+            &["query", "call_id"],
+            "call_id is at most 256 characters",
+            "value_error",
+        ));
+    }
+    let session = WsSession {
+        hub: hub.get_ref().clone(),
+        id: 0,
+        call,
+        last_heard: Instant::now(),
+    };
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(MAX_CLIENT_FRAME)
+        .start()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(droppable: bool, n: usize) -> Push {
+        Push::new("c", json!({ "n": n }), droppable)
+    }
+
+    #[test]
+    fn queue_drops_oldest_partials_never_finals() {
+        let mut q = ClientQueue::default();
+        for i in 0..QUEUE {
+            assert!(q.push(p(i % 2 == 0, i)));
+        }
+        // Full: a new final evicts the oldest partial (n = 0).
+        assert!(q.push(p(false, 1000)));
+        assert_eq!(q.len(), QUEUE);
+        assert_eq!(q.dropped, 1);
+        assert_eq!(&*q.front().unwrap().json, "{\"n\":1}");
+        // Only finals left after enough finals: partials are all gone, and
+        // a new partial is dropped itself.
+        for i in 0..QUEUE {
+            q.push(p(false, 2000 + i));
+        }
+        assert!(q.q.iter().all(|m| !m.droppable));
+        let before = q.dropped;
+        assert!(q.push(p(true, 9)));
+        assert_eq!(q.dropped, before + 1);
+        // Finals are kept beyond the bound, up to MAX_FINALS.
+        let mut ok = true;
+        for i in 0..MAX_FINALS {
+            ok = q.push(p(false, i));
+        }
+        assert!(!ok, "a client this far behind is let go");
+        while q.pop().is_some() {}
+        assert_eq!(q.finals, 0);
+    }
+
+    #[test]
+    fn client_commands() {
+        assert_eq!(client_command(r#"{"type":"ping"}"#), Ok(Command::Ping));
+        assert_eq!(
+            client_command(r#"{"type":"subscribe","call_id":"abc"}"#),
+            Ok(Command::Subscribe(Some("abc".into())))
+        );
+        assert_eq!(
+            client_command(r#"{"type":"subscribe","call_id":null}"#),
+            Ok(Command::Subscribe(None))
+        );
+        assert!(client_command("not json")
+            .unwrap_err()
+            .contains("invalid JSON"));
+        assert!(client_command("[1,2]").is_err());
+        assert!(client_command(r#"{"type":"subscribe","call_id":5}"#).is_err());
+        assert!(client_command(r#"{"type":"dance"}"#)
+            .unwrap_err()
+            .contains("unknown type"));
+    }
+}
