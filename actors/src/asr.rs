@@ -368,6 +368,10 @@ impl Worker {
         if s.audio_ctx == AudioCtx::Auto {
             p.set_audio_ctx(audio_ctx_for(samples.len()));
         }
+        // Hallucination guard: fast speech is ~4 tokens/s; a loop would run
+        // to the 224-token limit.
+        let secs = audio.len() as f64 / 16_000.0;
+        p.set_max_tokens((secs * 8.0 + 12.0).min(224.0) as i32);
         self.state.full(p, samples).map_err(|e| e.to_string())?;
         let mut text = String::new();
         let mut words: Vec<Word> = vec![];
@@ -414,8 +418,12 @@ impl Worker {
         let language = whisper_rs::get_lang_str(lang_id)
             .map(str::to_string)
             .or(language.map(str::to_string));
+        let text = earshot::asr::trim_repetitions(text.trim());
+        if text.split_whitespace().count() < words.len() {
+            words.truncate(text.split_whitespace().count());
+        }
         Ok(Hypothesis {
-            text: text.trim().to_string(),
+            text,
             words,
             confidence: if pn > 0 { psum / pn as f64 } else { 0.0 },
             language,

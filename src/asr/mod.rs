@@ -62,6 +62,52 @@ pub struct Segment {
     pub lagging: bool,
 }
 
+/// Cut a recogniser's repetition loop: when a run of 1 to 8 words repeats
+/// three or more times in a row (whisper does this on audio cut mid-word,
+/// "I don't know. I don't know. I don't know. ..."), keep it once.
+/// Ordinary speech rarely says the same phrase three times running.
+pub fn trim_repetitions(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let key: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut skipped = false;
+        for n in 1..=8usize {
+            if i + 3 * n > words.len() {
+                break;
+            }
+            let unit = &key[i..i + n];
+            if unit.iter().all(String::is_empty) {
+                continue;
+            }
+            let mut reps = 1;
+            while i + (reps + 1) * n <= words.len() && &key[i + reps * n..i + (reps + 1) * n] == unit {
+                reps += 1;
+            }
+            if reps >= 3 {
+                out.extend_from_slice(&words[i..i + n]);
+                i += reps * n;
+                skipped = true;
+                break;
+            }
+        }
+        if !skipped {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    out.join(" ")
+}
+
 /// Time-ordered transcript across participants, one line per segment,
 /// each prefixed by its speaker (`speaker: text`).
 pub fn cumulative_transcript(segments: &[Segment]) -> String {
@@ -99,6 +145,24 @@ mod tests {
             is_final: true,
             lagging: false,
         }
+    }
+
+    #[test]
+    fn repetition_loops_are_cut() {
+        assert_eq!(
+            trim_repetitions("I'm afraid I don't know. I'm afraid I don't know. I'm afraid I don't know. I'm afraid"),
+            "I'm afraid I don't know. I'm afraid"
+        );
+        assert_eq!(trim_repetitions("Weasel, Weasel, Weasel, Weasel,"), "Weasel,");
+        assert_eq!(
+            trim_repetitions("have be be be be be be the phone"),
+            "have be the phone"
+        );
+        // Twice is speech, not a loop.
+        assert_eq!(trim_repetitions("no no I said"), "no no I said");
+        assert_eq!(trim_repetitions("very very good"), "very very good");
+        assert_eq!(trim_repetitions(""), "");
+        assert_eq!(trim_repetitions("one two three"), "one two three");
     }
 
     #[test]
