@@ -33,6 +33,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Classes that are never talk time.
+/// Silence after which the recogniser treats an utterance as finished
+/// (shorter than the VAD's hangover, which decides talk-time regions: a
+/// pause between the two splits the transcript, not the talk time).
+pub const ASR_ENDPOINT_MS: u64 = 200;
+
 fn not_speech(c: AudioClass) -> bool {
     matches!(c, AudioClass::Music | AudioClass::Tone | AudioClass::Dtmf)
 }
@@ -74,6 +79,15 @@ pub enum MediaEvent {
     SpeechEnded {
         start_ms: u64,
         end_ms: u64,
+    },
+    /// The VAD closed a region (after its hangover), before the classifier
+    /// has ruled on it; `likely_speech`: the classifier hears speech there
+    /// so far. Lets the recogniser start on the region without waiting for
+    /// the classifier's lag. Internal to the media plane.
+    SpeechClosed {
+        start_ms: u64,
+        end_ms: u64,
+        likely_speech: bool,
     },
     /// A VAD region the classifier ruled out entirely (music, tone, DTMF):
     /// whatever its `SpeechStarted` opened is not speech. Internal to the
@@ -152,6 +166,9 @@ pub struct StreamPipeline {
     pending: Vec<SpeechRegion>,
     spans: Vec<ClassSpan>,
     events: Vec<MediaEvent>,
+    /// The open VAD region (start, last voiced end) already announced to the
+    /// recogniser as closed.
+    asr_closed: Option<(u64, u64)>,
 }
 
 impl StreamPipeline {
@@ -188,6 +205,7 @@ impl StreamPipeline {
             pending: vec![],
             spans: vec![],
             events: vec![],
+            asr_closed: None,
         })
     }
 
@@ -490,8 +508,28 @@ impl StreamPipeline {
             Some(SpeechEvent::Started { at_ms }) if !matches!(self.classifier.current(), Some(c) if not_speech(c)) => {
                 self.events.push(MediaEvent::SpeechStarted { at_ms })
             }
-            Some(SpeechEvent::Ended(r)) => self.pending.push(r),
+            Some(SpeechEvent::Ended(r)) => {
+                self.events.push(MediaEvent::SpeechClosed {
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                    likely_speech: self.classifier.current() == Some(AudioClass::Speech),
+                });
+                self.pending.push(r)
+            }
             _ => {}
+        }
+        // The recogniser's end of utterance comes sooner than the VAD's
+        // hangover: after ASR_ENDPOINT_MS without voice, once per region.
+        if let Some((start, last)) = self.vad.open_region() {
+            let now = t + u64::from(crate::vad::FRAME_MS);
+            if now.saturating_sub(last) >= ASR_ENDPOINT_MS && self.asr_closed != Some((start, last)) {
+                self.asr_closed = Some((start, last));
+                self.events.push(MediaEvent::SpeechClosed {
+                    start_ms: start,
+                    end_ms: last,
+                    likely_speech: self.classifier.current() == Some(AudioClass::Speech),
+                });
+            }
         }
         let hint = self.vad.last_frame_voiced();
         let changed = self.classifier.push(t, &self.frame, hint);

@@ -304,6 +304,19 @@ impl SpeechDetector {
         self.last_voiced
     }
 
+    /// The region open now, if any: its start and the end of its last
+    /// voiced frame (ms).
+    pub fn open_region(&self) -> Option<(u64, u64)> {
+        match self.state {
+            State::Open {
+                start,
+                last_voiced_end,
+                ..
+            } => Some((start, last_voiced_end)),
+            State::Idle { .. } => None,
+        }
+    }
+
     /// Close at `at`: an open region long enough becomes `Ended`.
     fn close(&mut self, at: u64) -> Option<SpeechEvent> {
         let state = std::mem::replace(

@@ -92,6 +92,11 @@ pub struct Job {
 /// Counters visible through the registry (`/status`, `/metrics` later).
 #[derive(Debug, Default)]
 pub struct AsrCounters {
+    /// Finals queued and not yet taken by a worker. A partial being decoded
+    /// is abandoned as soon as this is non-zero (whisper's abort callback):
+    /// a final never waits behind a partial.
+    pub finals_waiting: AtomicUsize,
+    pub partials_preempted: AtomicU64,
     pub finals_decoded: AtomicU64,
     pub partials_decoded: AtomicU64,
     pub partials_skipped_full: AtomicU64,
@@ -116,6 +121,7 @@ pub struct AsrStats {
     pub partials_skipped: u64,
     pub finals_deferred: u64,
     pub errors: u64,
+    pub partials_preempted: u64,
     /// Decode time over audio time (lower is faster; 0.1 = 10x real time).
     pub real_time_factor: f64,
 }
@@ -198,7 +204,10 @@ impl AsrPool {
     pub fn submit(&self, job: Job) -> Result<bool, Job> {
         match job.req.kind {
             JobKind::Final => match self.finals.try_send(job) {
-                Ok(()) => Ok(true),
+                Ok(()) => {
+                    self.counters.finals_waiting.fetch_add(1, Ordering::AcqRel);
+                    Ok(true)
+                }
                 Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
                     self.counters
                         .finals_deferred
@@ -237,6 +246,7 @@ impl AsrPool {
                 + c.partials_skipped_stale.load(Ordering::Relaxed),
             finals_deferred: c.finals_deferred.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            partials_preempted: c.partials_preempted.load(Ordering::Relaxed),
             real_time_factor: if audio > 0.0 {
                 c.decode_ms.load(Ordering::Relaxed) as f64 / audio
             } else {
@@ -270,6 +280,9 @@ impl Worker {
                     }
                 },
             };
+            if job.req.kind == JobKind::Final {
+                self.counters.finals_waiting.fetch_sub(1, Ordering::AcqRel);
+            }
             self.handle(job);
         }
     }
@@ -309,6 +322,7 @@ impl Worker {
             .audio_ms
             .fetch_add(job.req.audio.len() as u64 / 16, Ordering::Relaxed);
         match (&result, kind) {
+            (Err(e), JobKind::Partial) if e.starts_with("preempted") => {}
             (Err(e), _) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, ?kind, "ASR decode failed");
@@ -354,8 +368,17 @@ impl Worker {
         p.set_suppress_nst(true);
         p.set_token_timestamps(true);
         if kind == JobKind::Partial {
-            // Partials are disposable: no temperature fallback.
+            // Partials are disposable: no temperature fallback, and dropped
+            // the moment a final is waiting for a worker.
             p.set_temperature_inc(0.0);
+            let flag: *const AtomicUsize = &self.counters.finals_waiting;
+            // SAFETY: `abort_if_finals_waiting` only reads the atomic, which
+            // lives in `self.counters` (an Arc held by this worker) for the
+            // whole `full()` call below.
+            unsafe {
+                p.set_abort_callback(Some(abort_if_finals_waiting));
+                p.set_abort_callback_user_data(flag as *mut std::ffi::c_void);
+            }
         }
         // Whisper wants at least a second; pad short audio with silence.
         let mut padded;
@@ -372,7 +395,17 @@ impl Worker {
         // to the 224-token limit.
         let secs = audio.len() as f64 / 16_000.0;
         p.set_max_tokens((secs * 8.0 + 12.0).min(224.0) as i32);
-        self.state.full(p, samples).map_err(|e| e.to_string())?;
+        if let Err(e) = self.state.full(p, samples) {
+            if kind == JobKind::Partial
+                && self.counters.finals_waiting.load(Ordering::Acquire) > 0
+            {
+                self.counters
+                    .partials_preempted
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err("preempted by a final".into());
+            }
+            return Err(e.to_string());
+        }
         let mut text = String::new();
         let mut words: Vec<Word> = vec![];
         let (mut psum, mut pn) = (0.0f64, 0usize);
@@ -429,6 +462,13 @@ impl Worker {
             language,
         })
     }
+}
+
+/// whisper.cpp's abort callback for partials: stop when a final waits.
+unsafe extern "C" fn abort_if_finals_waiting(data: *mut std::ffi::c_void) -> bool {
+    // SAFETY: `data` is the `finals_waiting` counter (see `Worker::decode`).
+    let waiting = unsafe { &*(data as *const AtomicUsize) };
+    waiting.load(Ordering::Acquire) > 0
 }
 
 /// Encoder positions for `samples` of 16 kHz audio: 50 per second, plus a

@@ -122,7 +122,21 @@ async fn health(reg: Registry) -> HttpResponse {
     } else {
         json!({"status": "unhealthy", "message": "store not answering"})
     };
-    let statuses = [&sip, &ports, &store];
+    let asr = match &h.asr {
+        None => json!({"status": "healthy", "message": "ASR off"}),
+        Some(a) => {
+            // Finals waiting for more than a few seconds of work per worker
+            // means transcripts are lagging.
+            let st = if a.queued_finals > 4 * a.workers {
+                "degraded"
+            } else {
+                "healthy"
+            };
+            json!({"status": st, "workers": a.workers, "busy": a.busy_workers,
+                   "queued_finals": a.queued_finals, "queued_partials": a.queued_partials})
+        }
+    };
+    let statuses = [&sip, &ports, &store, &asr];
     let overall = if statuses.iter().any(|s| s["status"] == "unhealthy") {
         "unhealthy"
     } else if statuses.iter().any(|s| s["status"] == "degraded") {
@@ -140,7 +154,7 @@ async fn health(reg: Registry) -> HttpResponse {
         "timestamp": now,
         "uptime_seconds": (now - h.started).num_seconds(),
         "version": env!("CARGO_PKG_VERSION"),
-        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
+        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "asr_workers": asr, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
         "system": {"active_calls": h.active_calls, "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
     }))
 }
@@ -183,6 +197,8 @@ async fn status(reg: Registry) -> HttpResponse {
         "started_at": h.started,
         "uptime_seconds": (now - h.started).num_seconds(),
         "active_calls": h.active_calls,
+        "asr": h.asr,
+        "websocket": h.ws,
     }))
 }
 

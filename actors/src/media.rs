@@ -364,12 +364,20 @@ impl MediaActor {
                         MediaEvent::SpeechDiscarded { start_ms, end_ms } => {
                             t.speech_discarded(start_ms, end_ms)
                         }
+                        MediaEvent::SpeechClosed {
+                            start_ms,
+                            end_ms,
+                            likely_speech,
+                        } => t.speech_closed(start_ms, end_ms, likely_speech),
                         _ => {}
                     }
                 }
             }
             for e in events.drain(..) {
-                if !matches!(e, MediaEvent::SpeechDiscarded { .. }) {
+                if !matches!(
+                    e,
+                    MediaEvent::SpeechDiscarded { .. } | MediaEvent::SpeechClosed { .. }
+                ) {
                     self.events.push((s.index, e));
                 }
             }

@@ -542,6 +542,9 @@ pub struct Health {
     pub sip: Option<SipHealth>,
     pub store_ok: bool,
     pub active_calls: usize,
+    /// The recogniser, when on.
+    pub asr: Option<crate::asr::AsrStats>,
+    pub ws: Option<crate::ws::HubStats>,
 }
 
 #[derive(Message)]
@@ -559,8 +562,12 @@ impl Handler<GetHealth> for RegistryActor {
             sip: None,
             store_ok: false,
             active_calls: self.calls.len(),
+            asr: self.cfg.media.asr.as_ref().map(|p| p.stats()),
+            ws: None,
         };
+        let hub = self.cfg.hub.clone();
         Box::pin(async move {
+            h.ws = hub.send(crate::ws::GetHubStats).await.ok();
             if let Some(s) = sip {
                 h.sip = s.send(GetSipHealth).await.ok();
             }

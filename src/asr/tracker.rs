@@ -190,6 +190,15 @@ impl UtteranceTracker {
         }
     }
 
+    /// The VAD closed a region the classifier has not confirmed yet. When
+    /// it likely is speech, its final goes now (the confirmation would come
+    /// half a second later); the confirmed region then adds nothing new.
+    pub fn speech_closed(&mut self, start_ms: u64, end_ms: u64, likely_speech: bool) {
+        if likely_speech {
+            self.speech_ended(start_ms, end_ms);
+        }
+    }
+
     /// A region the VAD opened turned out not to be speech (music, tone):
     /// forget the utterances it opened.
     pub fn speech_discarded(&mut self, _start_ms: u64, end_ms: u64) {
@@ -407,6 +416,34 @@ mod tests {
         t.speech_ended(2200, 3500);
         let r = drain(&mut t);
         assert_eq!((r[0].start_ms, r[0].end_ms), (2300, 3700));
+    }
+
+    #[test]
+    fn early_finals_are_not_repeated_by_the_confirmation() {
+        let cfg = TrackerConfig {
+            partials: false,
+            ..TrackerConfig::default()
+        };
+        let mut t = UtteranceTracker::new(cfg);
+        feed(&mut t, 1000);
+        t.speech_started(1000);
+        feed(&mut t, 2500);
+        t.speech_closed(1000, 3200, true);
+        let r = drain(&mut t);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].start_ms, r[0].end_ms), (800, 3400));
+        feed(&mut t, 500);
+        t.speech_ended(1000, 3200);
+        assert!(drain(&mut t).is_empty());
+        // Not likely speech: wait for the classifier.
+        t.speech_started(4100);
+        feed(&mut t, 2000);
+        t.speech_closed(4100, 5500, false);
+        assert!(drain(&mut t).is_empty());
+        feed(&mut t, 600);
+        t.speech_ended(4100, 5000);
+        let r = drain(&mut t);
+        assert_eq!((r[0].start_ms, r[0].end_ms), (3900, 5200));
     }
 
     #[test]
