@@ -522,7 +522,8 @@ impl StreamPipeline {
         // hangover: after ASR_ENDPOINT_MS without voice, once per region.
         if let Some((start, last)) = self.vad.open_region() {
             let now = t + u64::from(crate::vad::FRAME_MS);
-            if now.saturating_sub(last) >= ASR_ENDPOINT_MS && self.asr_closed != Some((start, last)) {
+            if now.saturating_sub(last) >= ASR_ENDPOINT_MS && self.asr_closed != Some((start, last))
+            {
                 self.asr_closed = Some((start, last));
                 self.events.push(MediaEvent::SpeechClosed {
                     start_ms: start,

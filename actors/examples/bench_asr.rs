@@ -149,7 +149,10 @@ fn main() -> anyhow::Result<()> {
     let mut seed = 1u64;
     loop {
         anyhow::ensure!(Instant::now() < deadline, "timed out waiting for calls");
-        let live: Value = http.get(format!("{base}/api/v1/calls/active")).send()?.json()?;
+        let live: Value = http
+            .get(format!("{base}/api/v1/calls/active"))
+            .send()?
+            .json()?;
         for c in live.as_array().into_iter().flatten() {
             let id = s(&c["call_id"]).to_string();
             if calls.contains_key(&id) {
@@ -198,7 +201,11 @@ fn main() -> anyhow::Result<()> {
         }
         if last_status.elapsed() > Duration::from_millis(500) {
             last_status = Instant::now();
-            if let Ok(st) = http.get(format!("{base}/status")).send().and_then(|r| r.json::<Value>()) {
+            if let Ok(st) = http
+                .get(format!("{base}/status"))
+                .send()
+                .and_then(|r| r.json::<Value>())
+            {
                 queue_samples.push((
                     st["asr"]["queued_finals"].as_u64().unwrap_or(0) as usize,
                     st["asr"]["queued_partials"].as_u64().unwrap_or(0) as usize,
@@ -206,7 +213,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         // All calls started and their audio sent?
-        if calls.len() >= a.calls && calls.values().all(|c| c.start_at.elapsed().as_secs_f64() > wavs[0].len() as f64 / 8000.0) {
+        if calls.len() >= a.calls
+            && calls
+                .values()
+                .all(|c| c.start_at.elapsed().as_secs_f64() > wavs[0].len() as f64 / 8000.0)
+        {
             if let (Some(pid), Some((t0, c0))) = (a.pid, cpu0) {
                 if let Some(c1) = cpu_ticks(pid) {
                     let hz = 100.0; // USER_HZ on Linux
@@ -226,7 +237,10 @@ fn main() -> anyhow::Result<()> {
     let mut done: HashSet<String> = HashSet::new();
     let mut call_start: HashMap<String, f64> = HashMap::new();
     while done.len() < calls.len() {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for transcripts");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out waiting for transcripts"
+        );
         for id in calls.keys() {
             if done.contains(id) {
                 continue;
@@ -236,9 +250,15 @@ fn main() -> anyhow::Result<()> {
                 .send()?
                 .json()?;
             if s(&t["transcription_status"]) == "complete" {
-                let c: Value = http.get(format!("{base}/api/v1/calls/{}", enc(id))).send()?.json()?;
+                let c: Value = http
+                    .get(format!("{base}/api/v1/calls/{}", enc(id)))
+                    .send()?
+                    .json()?;
                 let st = chrono::DateTime::parse_from_rfc3339(s(&c["start_time"]))?;
-                call_start.insert(id.clone(), st.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9);
+                call_start.insert(
+                    id.clone(),
+                    st.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9,
+                );
                 done.insert(id.clone());
             }
         }
@@ -263,17 +283,30 @@ fn main() -> anyhow::Result<()> {
             .duration_since(SystemTime::UNIX_EPOCH)?
             .as_secs_f64()
             - call_start[id];
-        let mine: Vec<&(Instant, Value)> = frames.iter().filter(|(_, v)| s(&v["call_id"]) == id).collect();
-        let finals: Vec<&(Instant, Value)> = mine.iter().copied().filter(|(_, v)| v["is_final"] == Value::Bool(true)).collect();
+        let mine: Vec<&(Instant, Value)> = frames
+            .iter()
+            .filter(|(_, v)| s(&v["call_id"]) == id)
+            .collect();
+        let finals: Vec<&(Instant, Value)> = mine
+            .iter()
+            .copied()
+            .filter(|(_, v)| v["is_final"] == Value::Bool(true))
+            .collect();
         finals_n += finals.len();
-        lagging += finals.iter().filter(|(_, v)| v["lagging"] == Value::Bool(true)).count();
+        lagging += finals
+            .iter()
+            .filter(|(_, v)| v["lagging"] == Value::Bool(true))
+            .count();
         // Partial cadence per utterance.
         let mut by_utt: HashMap<(String, u64), Vec<Instant>> = HashMap::new();
         for (t, v) in mine.iter().copied() {
             if s(&v["type"]) == "transcript" && v["is_final"] == Value::Bool(false) {
                 partials_n += 1;
                 by_utt
-                    .entry((s(&v["stream_label"]).to_string(), v["utterance_id"].as_u64().unwrap_or(0)))
+                    .entry((
+                        s(&v["stream_label"]).to_string(),
+                        v["utterance_id"].as_u64().unwrap_or(0),
+                    ))
                     .or_default()
                     .push(*t);
             }
@@ -285,10 +318,28 @@ fn main() -> anyhow::Result<()> {
         }
         for who in ["a", "b"] {
             let label = if who == "a" { "1" } else { "2" };
-            let mut mine_f: Vec<&(Instant, Value)> = finals.iter().copied().filter(|(_, v)| s(&v["stream_label"]) == label).collect();
-            mine_f.sort_by(|x, y| x.1["start_time"].as_f64().unwrap_or(0.0).total_cmp(&y.1["start_time"].as_f64().unwrap_or(0.0)));
-            let hyp = mine_f.iter().map(|(_, v)| s(&v["text"]).to_string()).collect::<Vec<_>>().join(" ");
-            let reference = turns.iter().filter(|t| t.who == who).map(|t| t.text.clone()).collect::<Vec<_>>().join(" ");
+            let mut mine_f: Vec<&(Instant, Value)> = finals
+                .iter()
+                .copied()
+                .filter(|(_, v)| s(&v["stream_label"]) == label)
+                .collect();
+            mine_f.sort_by(|x, y| {
+                x.1["start_time"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&y.1["start_time"].as_f64().unwrap_or(0.0))
+            });
+            let hyp = mine_f
+                .iter()
+                .map(|(_, v)| s(&v["text"]).to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let reference = turns
+                .iter()
+                .filter(|t| t.who == who)
+                .map(|t| t.text.clone())
+                .collect::<Vec<_>>()
+                .join(" ");
             let (e, n) = earshot::asr::wer::errors(&reference, &hyp);
             errors += e;
             words += n;
@@ -296,7 +347,10 @@ fn main() -> anyhow::Result<()> {
             for t in turns.iter().filter(|t| t.who == who) {
                 let (ts, te) = (t.start + offset, t.end + offset);
                 let covering = mine_f.iter().filter(|(_, v)| {
-                    let (a0, a1) = (v["start_time"].as_f64().unwrap_or(0.0), v["end_time"].as_f64().unwrap_or(0.0));
+                    let (a0, a1) = (
+                        v["start_time"].as_f64().unwrap_or(0.0),
+                        v["end_time"].as_f64().unwrap_or(0.0),
+                    );
                     a0 < te + 0.5 && a1 > ts - 0.5
                 });
                 match covering.map(|(at, _)| *at).max() {

@@ -62,7 +62,11 @@ fn main() -> anyhow::Result<()> {
     };
 
     // Listen first, so nothing is missed.
-    let url = format!("ws://{}/ws/transcriptions?call_id={}", a.http, enc(&a.call_id));
+    let url = format!(
+        "ws://{}/ws/transcriptions?call_id={}",
+        a.http,
+        enc(&a.call_id)
+    );
     let (mut ws, _) = tungstenite::connect(&url)?;
     if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
         t.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -71,7 +75,10 @@ fn main() -> anyhow::Result<()> {
     // The session's RTP ports, once sipp has set it up.
     let ports = loop {
         anyhow::ensure!(Instant::now() < deadline, "the call never became active");
-        let live: Value = http.get(format!("{base}/api/v1/calls/active")).send()?.json()?;
+        let live: Value = http
+            .get(format!("{base}/api/v1/calls/active"))
+            .send()?
+            .json()?;
         let call = live
             .as_array()
             .and_then(|l| l.iter().find(|c| s(&c["call_id"]) == a.call_id).cloned());
@@ -176,7 +183,10 @@ fn main() -> anyhow::Result<()> {
         }
         if ended {
             let t: Value = http
-                .get(format!("{base}/api/v1/calls/{}/transcript", enc(&a.call_id)))
+                .get(format!(
+                    "{base}/api/v1/calls/{}/transcript",
+                    enc(&a.call_id)
+                ))
                 .send()?
                 .json()?;
             if s(&t["transcription_status"]) == "complete" {

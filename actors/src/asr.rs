@@ -167,7 +167,7 @@ impl AsrPool {
             let state = ctx
                 .create_state()
                 .map_err(|e| AsrError::Worker(e.to_string()))?;
-            let w = Worker {
+            let w = Recognizer {
                 state,
                 eot: ctx.token_eot(),
                 english_only,
@@ -256,7 +256,9 @@ impl AsrPool {
     }
 }
 
-struct Worker {
+/// One whisper state and the settings to decode with: what each pool
+/// worker runs, usable on its own too (offline tools, tests).
+pub struct Recognizer {
     state: whisper_rs::WhisperState,
     eot: i32,
     english_only: bool,
@@ -264,7 +266,36 @@ struct Worker {
     counters: Arc<AsrCounters>,
 }
 
-impl Worker {
+impl Recognizer {
+    /// Load `settings.model` on its own and make one recogniser.
+    pub fn load(settings: AsrSettings) -> Result<Recognizer, AsrError> {
+        if !settings.model.is_file() {
+            return Err(AsrError::ModelMissing(settings.model.clone()));
+        }
+        whisper_rs::install_logging_hooks();
+        let ctx =
+            WhisperContext::new_with_params(&settings.model, WhisperContextParameters::default())
+                .map_err(|e| AsrError::Load {
+                path: settings.model.clone(),
+                err: e.to_string(),
+            })?;
+        let state = ctx
+            .create_state()
+            .map_err(|e| AsrError::Worker(e.to_string()))?;
+        Ok(Recognizer {
+            state,
+            eot: ctx.token_eot(),
+            english_only: !ctx.is_multilingual(),
+            settings,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Decode 16 kHz mono audio (a final: full decoding with fallback).
+    pub fn recognize(&mut self, audio: &[f32]) -> Result<Hypothesis, String> {
+        self.decode(audio, JobKind::Final)
+    }
+
     fn run(mut self, finals: Receiver<Job>, partials: Receiver<Job>) {
         loop {
             // Finals first; otherwise whichever comes.
@@ -396,8 +427,7 @@ impl Worker {
         let secs = audio.len() as f64 / 16_000.0;
         p.set_max_tokens((secs * 8.0 + 12.0).min(224.0) as i32);
         if let Err(e) = self.state.full(p, samples) {
-            if kind == JobKind::Partial
-                && self.counters.finals_waiting.load(Ordering::Acquire) > 0
+            if kind == JobKind::Partial && self.counters.finals_waiting.load(Ordering::Acquire) > 0
             {
                 self.counters
                     .partials_preempted

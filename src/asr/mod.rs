@@ -90,7 +90,9 @@ pub fn trim_repetitions(text: &str) -> String {
                 continue;
             }
             let mut reps = 1;
-            while i + (reps + 1) * n <= words.len() && &key[i + reps * n..i + (reps + 1) * n] == unit {
+            while i + (reps + 1) * n <= words.len()
+                && &key[i + reps * n..i + (reps + 1) * n] == unit
+            {
                 reps += 1;
             }
             if reps >= 3 {
@@ -105,7 +107,44 @@ pub fn trim_repetitions(text: &str) -> String {
             i += 1;
         }
     }
-    out.join(" ")
+    collapse_whole_repeat(&out).join(" ")
+}
+
+/// The whole text is one phrase said three or more times, however the
+/// recogniser spaced it ("Goodbye. Good bye. Goodbye."): keep it once.
+fn collapse_whole_repeat<'a>(words: &[&'a str]) -> Vec<&'a str> {
+    let keys: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let joined: String = keys.concat();
+    let n = joined.chars().count();
+    if n == 0 {
+        return words.to_vec();
+    }
+    let chars: Vec<char> = joined.chars().collect();
+    for unit in 1..=n / 3 {
+        if !n.is_multiple_of(unit) || chars.chunks(unit).any(|c| c != &chars[..unit]) {
+            continue;
+        }
+        // Keep the leading words that spell the unit once.
+        let mut len = 0;
+        for (i, k) in keys.iter().enumerate() {
+            len += k.chars().count();
+            if len == unit {
+                return words[..=i].to_vec();
+            }
+            if len > unit {
+                break;
+            }
+        }
+    }
+    words.to_vec()
 }
 
 /// Time-ordered transcript across participants, one line per segment,
@@ -153,7 +192,10 @@ mod tests {
             trim_repetitions("I'm afraid I don't know. I'm afraid I don't know. I'm afraid I don't know. I'm afraid"),
             "I'm afraid I don't know. I'm afraid"
         );
-        assert_eq!(trim_repetitions("Weasel, Weasel, Weasel, Weasel,"), "Weasel,");
+        assert_eq!(
+            trim_repetitions("Weasel, Weasel, Weasel, Weasel,"),
+            "Weasel,"
+        );
         assert_eq!(
             trim_repetitions("have be be be be be be the phone"),
             "have be the phone"
@@ -162,6 +204,8 @@ mod tests {
         assert_eq!(trim_repetitions("no no I said"), "no no I said");
         assert_eq!(trim_repetitions("very very good"), "very very good");
         assert_eq!(trim_repetitions(""), "");
+        assert_eq!(trim_repetitions("Goodbye. Good bye. Goodbye."), "Goodbye.");
+        assert_eq!(trim_repetitions("ha ha"), "ha ha");
         assert_eq!(trim_repetitions("one two three"), "one two three");
     }
 
