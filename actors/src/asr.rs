@@ -29,6 +29,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
+/// Under backlog a worker packs waiting finals into one decode of at most
+/// this much audio (whisper's window is 30 s), at most this many, with
+/// this much silence between them.
+pub const PACK_MAX: Duration = Duration::from_secs(28);
+pub const PACK_MAX_JOBS: usize = 8;
+pub const PACK_GAP: Duration = Duration::from_millis(1000);
 /// Partials older than this when a worker gets to them are skipped.
 pub const STALE_PARTIAL: Duration = Duration::from_millis(1500);
 /// Finals that waited longer than this are marked `lagging`.
@@ -97,6 +103,8 @@ pub struct AsrCounters {
     /// a final never waits behind a partial.
     pub finals_waiting: AtomicUsize,
     pub partials_preempted: AtomicU64,
+    /// Finals decoded in packed windows.
+    pub packed: AtomicU64,
     pub finals_decoded: AtomicU64,
     pub partials_decoded: AtomicU64,
     pub partials_skipped_full: AtomicU64,
@@ -122,6 +130,7 @@ pub struct AsrStats {
     pub finals_deferred: u64,
     pub errors: u64,
     pub partials_preempted: u64,
+    pub finals_packed: u64,
     /// Decode time over audio time (lower is faster; 0.1 = 10x real time).
     pub real_time_factor: f64,
 }
@@ -247,6 +256,7 @@ impl AsrPool {
             finals_deferred: c.finals_deferred.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             partials_preempted: c.partials_preempted.load(Ordering::Relaxed),
+            finals_packed: c.packed.load(Ordering::Relaxed),
             real_time_factor: if audio > 0.0 {
                 c.decode_ms.load(Ordering::Relaxed) as f64 / audio
             } else {
@@ -313,8 +323,85 @@ impl Recognizer {
             };
             if job.req.kind == JobKind::Final {
                 self.counters.finals_waiting.fetch_sub(1, Ordering::AcqRel);
+                // Behind: pack more waiting finals into this decode.
+                let mut pack = vec![job];
+                let mut secs = pack[0].req.audio.len() as f64 / 16_000.0;
+                while !finals.is_empty() && pack.len() < PACK_MAX_JOBS {
+                    let Ok(next) = finals.try_recv() else { break };
+                    self.counters.finals_waiting.fetch_sub(1, Ordering::AcqRel);
+                    secs += next.req.audio.len() as f64 / 16_000.0 + PACK_GAP.as_secs_f64();
+                    pack.push(next);
+                    if secs > PACK_MAX.as_secs_f64() {
+                        // Over: the last one goes alone next time round.
+                        break;
+                    }
+                }
+                let mut rest = vec![];
+                if pack.len() > 1 && secs > PACK_MAX.as_secs_f64() {
+                    rest.push(pack.pop().expect("len > 1"));
+                }
+                if pack.len() > 1 {
+                    self.handle_packed(pack);
+                } else {
+                    self.handle(pack.pop().expect("one job"));
+                }
+                for j in rest {
+                    self.handle(j);
+                }
+                continue;
             }
             self.handle(job);
+        }
+    }
+
+    fn handle_packed(&mut self, jobs: Vec<Job>) {
+        self.counters.busy.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .packed
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let audios: Vec<&[f32]> = jobs.iter().map(|j| j.req.audio.as_slice()).collect();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.recognize_packed(&audios)
+        }))
+        .unwrap_or_else(|_| Err("recogniser panicked".into()));
+        let decode_ms = t0.elapsed().as_millis() as u64;
+        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
+        self.counters
+            .decode_ms
+            .fetch_add(decode_ms, Ordering::Relaxed);
+        let audio_ms: u64 = jobs.iter().map(|j| j.req.audio.len() as u64 / 16).sum();
+        self.counters
+            .audio_ms
+            .fetch_add(audio_ms, Ordering::Relaxed);
+        tracing::debug!(
+            finals = jobs.len(),
+            audio_ms,
+            decode_ms,
+            "packed finals decoded"
+        );
+        let mut results: Vec<Result<Hypothesis, String>> = match result {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "packed ASR decode failed");
+                jobs.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
+        for (job, result) in jobs.into_iter().zip(results.drain(..)) {
+            if result.is_ok() {
+                self.counters.finals_decoded.fetch_add(1, Ordering::Relaxed);
+            }
+            job.call.do_send(AsrDone {
+                stream: job.stream,
+                utterance: job.req.utterance,
+                kind: JobKind::Final,
+                start_ms: job.req.start_ms,
+                end_ms: job.req.end_ms,
+                result,
+                lagging: job.queued_at.elapsed() > LAGGING_AFTER,
+                decode_ms,
+            });
         }
     }
 
@@ -380,6 +467,15 @@ impl Recognizer {
     }
 
     fn decode(&mut self, audio: &[f32], kind: JobKind) -> Result<Hypothesis, String> {
+        let (toks, language) = self.decode_tokens(audio, kind)?;
+        Ok(assemble(toks, language))
+    }
+
+    fn decode_tokens(
+        &mut self,
+        audio: &[f32],
+        kind: JobKind,
+    ) -> Result<(Vec<Tok>, Option<String>), String> {
         let s = &self.settings;
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(s.threads.max(1) as i32);
@@ -436,10 +532,9 @@ impl Recognizer {
             }
             return Err(e.to_string());
         }
-        let mut text = String::new();
-        let mut words: Vec<Word> = vec![];
-        let (mut psum, mut pn) = (0.0f64, 0usize);
+        let mut toks = vec![];
         for seg in self.state.as_iter() {
+            let seg_mid = (seg.start_timestamp() + seg.end_timestamp()).max(0) as f64 / 200.0;
             for i in 0..seg.n_tokens() {
                 let Some(tok) = seg.get_token(i) else {
                     continue;
@@ -451,46 +546,104 @@ impl Recognizer {
                 let Ok(piece) = tok.to_str_lossy() else {
                     continue;
                 };
-                let piece = piece.into_owned();
-                let prob = f64::from(data.p);
-                psum += prob;
-                pn += 1;
-                text.push_str(&piece);
-                let (t0, t1) = (data.t0.max(0) as f64 / 100.0, data.t1.max(0) as f64 / 100.0);
-                let starts_word = piece.starts_with(' ') || words.is_empty();
-                let trimmed = piece.trim();
-                if trimmed.is_empty() {
-                    continue;
-                }
-                match words.last_mut() {
-                    Some(w) if !starts_word => {
-                        w.word.push_str(trimmed);
-                        w.end = t1.max(w.end);
-                        w.probability = w.probability.min(prob);
-                    }
-                    _ => words.push(Word {
-                        word: trimmed.to_string(),
-                        start: t0,
-                        end: t1.max(t0),
-                        probability: prob,
-                    }),
-                }
+                toks.push(Tok {
+                    piece: piece.into_owned(),
+                    p: f64::from(data.p),
+                    t0: data.t0.max(0) as f64 / 100.0,
+                    t1: data.t1.max(0) as f64 / 100.0,
+                    seg_mid,
+                });
             }
         }
         let lang_id = self.state.full_lang_id_from_state();
         let language = whisper_rs::get_lang_str(lang_id)
             .map(str::to_string)
             .or(language.map(str::to_string));
-        let text = earshot::asr::trim_repetitions(text.trim());
-        if text.split_whitespace().count() < words.len() {
-            words.truncate(text.split_whitespace().count());
+        Ok((toks, language))
+    }
+
+    /// Several finals in one decode (overload): their audio joined with
+    /// [`PACK_GAP`] of silence, each token given back to the utterance its
+    /// time falls in.
+    pub fn recognize_packed(&mut self, audios: &[&[f32]]) -> Result<Vec<Hypothesis>, String> {
+        let gap = (PACK_GAP.as_secs_f64() * 16_000.0) as usize;
+        let mut joined = Vec::with_capacity(audios.iter().map(|a| a.len() + gap).sum());
+        let mut offsets = vec![];
+        for a in audios {
+            offsets.push(joined.len() as f64 / 16_000.0);
+            joined.extend_from_slice(a);
+            joined.extend(std::iter::repeat_n(0.0, gap));
         }
-        Ok(Hypothesis {
-            text,
-            words,
-            confidence: if pn > 0 { psum / pn as f64 } else { 0.0 },
-            language,
-        })
+        let (toks, language) = self.decode_tokens(&joined, JobKind::Final)?;
+        let mut parts: Vec<Vec<Tok>> = vec![vec![]; audios.len()];
+        // By segment (whisper's segment times come from its timestamp
+        // tokens and follow the pauses; token times lag): the silence
+        // between utterances makes them separate segments.
+        for t in toks {
+            let i = offsets.iter().rposition(|o| *o <= t.seg_mid).unwrap_or(0);
+            parts[i].push(Tok {
+                t0: (t.t0 - offsets[i]).max(0.0),
+                t1: (t.t1 - offsets[i]).max(0.0),
+                ..t
+            });
+        }
+        Ok(parts
+            .into_iter()
+            .map(|p| assemble(p, language.clone()))
+            .collect())
+    }
+}
+
+/// A decoded text token; times in seconds from the audio's start.
+#[derive(Debug, Clone)]
+struct Tok {
+    piece: String,
+    p: f64,
+    t0: f64,
+    t1: f64,
+    /// Middle of the token's segment.
+    seg_mid: f64,
+}
+
+/// Tokens → text, words (sub-word pieces joined; a word's probability is
+/// its weakest piece's), mean-probability confidence; repetition loops cut.
+fn assemble(toks: Vec<Tok>, language: Option<String>) -> Hypothesis {
+    let mut text = String::new();
+    let mut words: Vec<Word> = vec![];
+    let (mut psum, mut pn) = (0.0f64, 0usize);
+    for t in toks {
+        psum += t.p;
+        pn += 1;
+        text.push_str(&t.piece);
+        let starts_word = t.piece.starts_with(' ') || words.is_empty();
+        let trimmed = t.piece.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        match words.last_mut() {
+            Some(w) if !starts_word => {
+                w.word.push_str(trimmed);
+                w.end = t.t1.max(w.end);
+                w.probability = w.probability.min(t.p);
+            }
+            _ => words.push(Word {
+                word: trimmed.to_string(),
+                start: t.t0,
+                end: t.t1.max(t.t0),
+                probability: t.p,
+            }),
+        }
+    }
+    let text = earshot::asr::trim_repetitions(text.trim());
+    let n = text.split_whitespace().count();
+    if n < words.len() {
+        words.truncate(n);
+    }
+    Hypothesis {
+        text,
+        words,
+        confidence: if pn > 0 { psum / pn as f64 } else { 0.0 },
+        language,
     }
 }
 

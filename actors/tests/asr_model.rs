@@ -176,3 +176,46 @@ fn base_multilingual_detects_and_translates_french() {
         h.text
     );
 }
+
+#[test]
+fn packed_finals_come_back_to_their_own_utterances() {
+    // Under backlog a worker decodes several finals in one window and
+    // hands each its own words back.
+    let mut rec = recognizer(model("ggml-tiny.en-q8_0.bin"), None, false);
+    let t = texts("en");
+    let names = [
+        "vm-newpassword",
+        "conf-onlyone",
+        "dir-nomore",
+        "vm-nonumber",
+    ];
+    let audios: Vec<Vec<f32>> = names
+        .iter()
+        .map(|n| {
+            prompt_16k(&PathBuf::from(format!(
+                "/usr/share/asterisk/sounds/en/{n}.wav"
+            )))
+        })
+        .collect();
+    let refs: Vec<&[f32]> = audios.iter().map(Vec::as_slice).collect();
+    let hyps = rec.recognize_packed(&refs).expect("packed decode");
+    assert_eq!(hyps.len(), names.len());
+    let (mut e, mut n) = (0, 0);
+    for ((name, h), audio) in names.iter().zip(&hyps).zip(&audios) {
+        let (pe, pn) = wer::errors(&t[*name], &h.text);
+        eprintln!("packed {name}: {pe}/{pn} {:?}", h.text);
+        e += pe;
+        n += pn;
+        // Word times are relative to the utterance's own audio.
+        let len = audio.len() as f64 / 16_000.0;
+        for w in &h.words {
+            assert!(
+                w.start >= 0.0 && w.end <= len + 1.0,
+                "{name}: {w:?} outside 0..{len}"
+            );
+        }
+    }
+    let w = e as f64 / n as f64;
+    eprintln!("packed window: WER {:.1} % ({e}/{n})", w * 100.0);
+    assert!(w <= 0.10, "WER {:.1} % over 10 %", w * 100.0);
+}
