@@ -17,6 +17,11 @@
 //! * `audio_ctx`: whisper's encoder normally processes a 30 s window
 //!   whatever the utterance length. [`AudioCtx::Auto`] sizes the window to
 //!   the utterance (plus a margin), many times cheaper; `Full` keeps 30 s.
+//! * Degradation under load, in order: fewer partials (skipped when their
+//!   queue is full or stale, aborted when a final waits), packed windows
+//!   (several waiting finals in one decode; on by default only with the
+//!   full window, see [`AsrSettings::pack`]), then finals decoded late and
+//!   marked `lagging`. Audio is never dropped and no actor ever waits.
 
 use crate::call::{AsrDone, CallActor};
 use actix::Addr;
@@ -84,6 +89,12 @@ pub struct AsrSettings {
     /// Capacity of each queue.
     pub queue: usize,
     pub audio_ctx: AudioCtx,
+    /// Pack waiting finals into one decode when behind. Pays off with the
+    /// full 30 s window (whose cost is the same for 2 s or 28 s of audio);
+    /// with utterance-sized windows it was measured slower and less
+    /// accurate (scripts/bench-asr, N = 24: p50 1.2 s → 7.2 s), so its
+    /// default follows `audio_ctx`.
+    pub pack: bool,
 }
 
 /// Audio for one decode, and where its result goes.
@@ -321,7 +332,9 @@ impl Recognizer {
                     }
                 },
             };
-            if job.req.kind == JobKind::Final {
+            if job.req.kind == JobKind::Final && !self.settings.pack {
+                self.counters.finals_waiting.fetch_sub(1, Ordering::AcqRel);
+            } else if job.req.kind == JobKind::Final {
                 self.counters.finals_waiting.fetch_sub(1, Ordering::AcqRel);
                 // Behind: pack more waiting finals into this decode.
                 let mut pack = vec![job];

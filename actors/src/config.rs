@@ -71,6 +71,10 @@ pub struct Cli {
     /// Encoder window: "auto" (utterance-sized, fast) or "full" (30 s).
     #[arg(long, env = "EARSHOT_ASR_AUDIO_CTX")]
     pub asr_audio_ctx: Option<String>,
+    /// Pack waiting finals into one decode when behind (default: on with
+    /// `--asr-audio-ctx full`, off with `auto`).
+    #[arg(long, env = "EARSHOT_ASR_PACK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub asr_pack: Option<bool>,
     /// Send partial hypotheses (true/false).
     #[arg(long, env = "EARSHOT_ASR_PARTIALS", value_parser = clap::builder::BoolishValueParser::new())]
     pub asr_partials: Option<bool>,
@@ -110,6 +114,7 @@ pub struct FileConfig {
     pub asr_translate: Option<bool>,
     pub asr_audio_ctx: Option<String>,
     pub asr_partials: Option<bool>,
+    pub asr_pack: Option<bool>,
     pub asr_partial_ms: Option<u64>,
     pub asr_max_utterance_ms: Option<u64>,
 }
@@ -214,6 +219,10 @@ impl Settings {
             translate: cli.asr_translate.or(file.asr_translate).unwrap_or(false),
             queue: 64,
             audio_ctx,
+            pack: cli
+                .asr_pack
+                .or(file.asr_pack)
+                .unwrap_or(audio_ctx == crate::asr::AudioCtx::Full),
         });
         let defaults = earshot::asr::tracker::TrackerConfig::default();
         let partial_ms = cli

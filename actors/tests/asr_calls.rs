@@ -167,11 +167,7 @@ fn live_call_is_transcribed_per_participant() {
     let rec = Recorder::start(ws);
     let other = Recorder::start(bad);
 
-    let run = record_on(
-        engine,
-        "talk",
-        [Impairment::default(), Impairment::default()],
-    );
+    let run = record_on(engine, "talk", [Impairment::clean(1), Impairment::clean(2)]);
     let t = final_transcript(&run.engine, &run.id);
     let frames = rec.stop();
     check_pushes(&frames, &run, &t);

@@ -38,6 +38,7 @@ fn recognizer(model: PathBuf, language: Option<&str>, translate: bool) -> Recogn
         translate,
         queue: 1,
         audio_ctx: AudioCtx::Auto,
+        pack: false,
     })
     .expect("model loads")
 }
