@@ -17,15 +17,15 @@
 
 #[path = "../tests/common/rtp_send.rs"]
 mod rtp_send;
+#[path = "../tests/common/ws_client.rs"]
+mod ws_client;
 
 use clap::Parser;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tungstenite::Message;
 
 #[derive(Parser)]
 struct Args {
@@ -47,17 +47,7 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
-fn enc(x: &str) -> String {
-    x.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+use ws_client::url_encode as enc;
 
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -113,32 +103,10 @@ fn main() -> anyhow::Result<()> {
     let wavs = ["a", "b"].map(|w| rtp_send::read_wav_8k(&a.audio.join(format!("{w}.wav"))));
 
     // WebSocket recorder.
-    let frames: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
-    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws/transcriptions", a.http))?;
-    if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
-        t.set_read_timeout(Some(Duration::from_millis(50)))?;
-    }
-    let f2 = frames.clone();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let reader = std::thread::spawn(move || {
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            match ws.read() {
-                Ok(Message::Text(t)) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&t) {
-                        f2.lock().unwrap().push((Instant::now(), v));
-                    }
-                }
-                Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => break,
-            }
-        }
-    });
+    let rec = ws_client::Recorder::start(ws_client::connect_url(
+        &format!("ws://{}/ws/transcriptions", a.http),
+        Duration::from_millis(50),
+    )?);
 
     // Start senders for calls as they come up; sample /status meanwhile.
     let mut calls: HashMap<String, CallRun> = HashMap::new();
@@ -265,9 +233,7 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = reader.join();
-    let frames = frames.lock().unwrap().clone();
+    let frames = rec.stop();
 
     // Figures.
     let (mut errors, mut words) = (0usize, 0usize);

@@ -11,6 +11,8 @@
 
 #[path = "../tests/common/rtp_send.rs"]
 mod rtp_send;
+#[path = "../tests/common/ws_client.rs"]
+mod ws_client;
 
 use clap::Parser;
 use serde_json::Value;
@@ -49,17 +51,7 @@ fn main() -> anyhow::Result<()> {
         .no_proxy()
         .build()?;
     let base = format!("http://{}", a.http);
-    let enc = |x: &str| -> String {
-        x.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
+    let enc = ws_client::url_encode;
 
     // Listen first, so nothing is missed.
     let url = format!(
@@ -67,10 +59,7 @@ fn main() -> anyhow::Result<()> {
         a.http,
         enc(&a.call_id)
     );
-    let (mut ws, _) = tungstenite::connect(&url)?;
-    if let tungstenite::stream::MaybeTlsStream::Plain(t) = ws.get_ref() {
-        t.set_read_timeout(Some(Duration::from_millis(100)))?;
-    }
+    let mut ws = ws_client::connect_url(&url, Duration::from_millis(100))?;
 
     // The session's RTP ports, once sipp has set it up.
     let ports = loop {
@@ -174,11 +163,7 @@ fn main() -> anyhow::Result<()> {
                 out.flush()?;
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if ws_client::is_timeout(&e) => {}
             Err(e) => anyhow::bail!("WebSocket: {e}"),
         }
         if ended {

@@ -106,6 +106,36 @@ pub struct Job {
     pub queued_at: Instant,
 }
 
+impl Job {
+    /// Send the result to the call (never waits).
+    fn reply(self, result: Result<Hypothesis, String>, lagging: bool, decode_ms: u64) {
+        self.call.do_send(AsrDone {
+            stream: self.stream,
+            utterance: self.req.utterance,
+            kind: self.req.kind,
+            start_ms: self.req.start_ms,
+            end_ms: self.req.end_ms,
+            result,
+            lagging,
+            decode_ms,
+        });
+    }
+}
+
+/// Load a ggml Whisper model (whisper.cpp's own logging silenced).
+fn load_context(model: &std::path::Path) -> Result<WhisperContext, AsrError> {
+    if !model.is_file() {
+        return Err(AsrError::ModelMissing(model.to_path_buf()));
+    }
+    whisper_rs::install_logging_hooks();
+    WhisperContext::new_with_params(model, WhisperContextParameters::default()).map_err(|e| {
+        AsrError::Load {
+            path: model.to_path_buf(),
+            err: e.to_string(),
+        }
+    })
+}
+
 /// Counters visible through the registry (`/status`, `/metrics` later).
 #[derive(Debug, Default)]
 pub struct AsrCounters {
@@ -168,15 +198,7 @@ impl std::fmt::Debug for AsrPool {
 impl AsrPool {
     /// Load the model and start the workers.
     pub fn start(s: AsrSettings) -> Result<AsrPool, AsrError> {
-        if !s.model.is_file() {
-            return Err(AsrError::ModelMissing(s.model.clone()));
-        }
-        whisper_rs::install_logging_hooks();
-        let ctx = WhisperContext::new_with_params(&s.model, WhisperContextParameters::default())
-            .map_err(|e| AsrError::Load {
-                path: s.model.clone(),
-                err: e.to_string(),
-            })?;
+        let ctx = load_context(&s.model)?;
         let english_only = !ctx.is_multilingual();
         let ctx = Arc::new(ctx);
         let (finals, finals_rx) = crossbeam_channel::bounded::<Job>(s.queue.max(1));
@@ -290,16 +312,7 @@ pub struct Recognizer {
 impl Recognizer {
     /// Load `settings.model` on its own and make one recogniser.
     pub fn load(settings: AsrSettings) -> Result<Recognizer, AsrError> {
-        if !settings.model.is_file() {
-            return Err(AsrError::ModelMissing(settings.model.clone()));
-        }
-        whisper_rs::install_logging_hooks();
-        let ctx =
-            WhisperContext::new_with_params(&settings.model, WhisperContextParameters::default())
-                .map_err(|e| AsrError::Load {
-                path: settings.model.clone(),
-                err: e.to_string(),
-            })?;
+        let ctx = load_context(&settings.model)?;
         let state = ctx
             .create_state()
             .map_err(|e| AsrError::Worker(e.to_string()))?;
@@ -405,16 +418,8 @@ impl Recognizer {
             if result.is_ok() {
                 self.counters.finals_decoded.fetch_add(1, Ordering::Relaxed);
             }
-            job.call.do_send(AsrDone {
-                stream: job.stream,
-                utterance: job.req.utterance,
-                kind: JobKind::Final,
-                start_ms: job.req.start_ms,
-                end_ms: job.req.end_ms,
-                result,
-                lagging: job.queued_at.elapsed() > LAGGING_AFTER,
-                decode_ms,
-            });
+            let lagging = job.queued_at.elapsed() > LAGGING_AFTER;
+            job.reply(result, lagging, decode_ms);
         }
     }
 
@@ -425,16 +430,7 @@ impl Recognizer {
             self.counters
                 .partials_skipped_stale
                 .fetch_add(1, Ordering::Relaxed);
-            job.call.do_send(AsrDone {
-                stream: job.stream,
-                utterance: job.req.utterance,
-                kind,
-                start_ms: job.req.start_ms,
-                end_ms: job.req.end_ms,
-                result: Err("stale".into()),
-                lagging: true,
-                decode_ms: 0,
-            });
+            job.reply(Err("stale".into()), true, 0);
             return;
         }
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
@@ -467,16 +463,7 @@ impl Recognizer {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
-        job.call.do_send(AsrDone {
-            stream: job.stream,
-            utterance: job.req.utterance,
-            kind,
-            start_ms: job.req.start_ms,
-            end_ms: job.req.end_ms,
-            result,
-            lagging: waited > LAGGING_AFTER,
-            decode_ms,
-        });
+        job.reply(result, waited > LAGGING_AFTER, decode_ms);
     }
 
     fn decode(&mut self, audio: &[f32], kind: JobKind) -> Result<Hypothesis, String> {

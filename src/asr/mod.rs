@@ -62,21 +62,21 @@ pub struct Segment {
     pub lagging: bool,
 }
 
+/// A word's letters and digits, lower-cased (what repetition checks compare).
+fn letters(w: &str) -> String {
+    w.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Cut a recogniser's repetition loop: when a run of 1 to 8 words repeats
 /// three or more times in a row (whisper does this on audio cut mid-word,
 /// "I don't know. I don't know. I don't know. ..."), keep it once.
 /// Ordinary speech rarely says the same phrase three times running.
 pub fn trim_repetitions(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
-    let key: Vec<String> = words
-        .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect()
-        })
-        .collect();
+    let key: Vec<String> = words.iter().map(|w| letters(w)).collect();
     let mut out: Vec<&str> = Vec::with_capacity(words.len());
     let mut i = 0;
     while i < words.len() {
@@ -113,15 +113,7 @@ pub fn trim_repetitions(text: &str) -> String {
 /// The whole text is one phrase said three or more times, however the
 /// recogniser spaced it ("Goodbye. Good bye. Goodbye."): keep it once.
 fn collapse_whole_repeat<'a>(words: &[&'a str]) -> Vec<&'a str> {
-    let keys: Vec<String> = words
-        .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect()
-        })
-        .collect();
+    let keys: Vec<String> = words.iter().map(|w| letters(w)).collect();
     let joined: String = keys.concat();
     let n = joined.chars().count();
     if n == 0 {

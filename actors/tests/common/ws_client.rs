@@ -1,6 +1,8 @@
-//! A WebSocket client for the tests: connects to the engine's
-//! `/ws/transcriptions`, and a background thread records every text frame
-//! (parsed JSON, with its arrival instant) until stopped.
+//! A WebSocket client for the tests (and the demo/bench examples, which
+//! include this file): connects to the engine's `/ws/transcriptions`, and a
+//! background thread records every text frame (parsed JSON, with its arrival
+//! instant) until stopped.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::net::TcpStream;
@@ -16,13 +18,37 @@ pub type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 /// Connect (`query` e.g. `""` or `"?call_id=x"`).
 pub fn connect(http_port: u16, query: &str) -> Socket {
     let url = format!("ws://127.0.0.1:{http_port}/ws/transcriptions{query}");
-    let (ws, resp) = tungstenite::connect(&url).unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    connect_url(&url, Duration::from_millis(200)).unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+/// Connect to `url`; reads give up after `read_timeout` (see [`is_timeout`]).
+pub fn connect_url(url: &str, read_timeout: Duration) -> Result<Socket, Box<tungstenite::Error>> {
+    let (ws, resp) = tungstenite::connect(url)?;
     assert_eq!(resp.status().as_u16(), 101);
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        s.set_read_timeout(Some(read_timeout))
+            .map_err(|e| Box::new(e.into()))?;
     }
-    ws
+    Ok(ws)
+}
+
+/// A read that only timed out (nothing arrived yet).
+pub fn is_timeout(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+/// Percent-encode a query/path value.
+pub fn url_encode(x: &str) -> String {
+    x.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Reads the next text frame as JSON (waiting up to `timeout`).
@@ -32,11 +58,7 @@ pub fn next_json(ws: &mut Socket, timeout: Duration) -> Option<Value> {
         match ws.read() {
             Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if is_timeout(&e) => {}
             Err(e) => panic!("WebSocket read: {e}"),
         }
     }
@@ -65,11 +87,7 @@ impl Recorder {
                     }
                     Ok(Message::Close(_)) => break,
                     Ok(_) => {}
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if is_timeout(&e) => {}
                     Err(_) => break,
                 }
             }
