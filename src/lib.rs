@@ -13,6 +13,7 @@
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
 
+pub mod analysis;
 pub mod asr;
 pub mod classify;
 pub mod codec;
