@@ -134,7 +134,7 @@ impl Vader {
 
     fn negated(&self, w: &str) -> bool {
         let w = w.to_lowercase();
-        self.rules.NEGATE.iter().any(|n| *n == w) || w.contains("n't")
+        self.rules.NEGATE.contains(&w) || w.contains("n't")
     }
 
     fn scalar_inc_dec(&self, word: &str, valence: f64, cap_diff: bool) -> f64 {
