@@ -1,9 +1,12 @@
 //! Analysis cost per final segment: VADER sentiment on a typical utterance
-//! and on a long one, plus the per-participant tracker update. Needs the
-//! lexicon (`scripts/fetch-lexicons`, run by `scripts/setup`).
+//! and on a long one, the per-participant tracker update, keyword spotting
+//! with the shipped lists, PII redaction. Needs the lexicon
+//! (`scripts/fetch-lexicons`, run by `scripts/setup`).
 //! Run: `cargo bench --bench analysis`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use earshot::analysis::keywords::KeywordSpotter;
+use earshot::analysis::pii::Redactor;
 use earshot::analysis::sentiment::{SegmentSentiment, SentimentTracker, Vader};
 use std::hint::black_box;
 
@@ -37,6 +40,21 @@ fn bench(c: &mut Criterion) {
                 label: p.label(),
             })
         })
+    });
+    let mut k = KeywordSpotter::from_toml(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/keywords.toml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    c.bench_function("keywords/segment 45 words", |b| {
+        b.iter(|| black_box(k.push(1, None, "Caller", 0.0, black_box(long))))
+    });
+    let r = Redactor::default();
+    let pii = "sure, my card is 4111 1111 1111 1111 and you can call me on 0 7 7 0 0 9 0 0 1 2 3";
+    c.bench_function("pii/redact segment", |b| {
+        b.iter(|| black_box(r.redact(black_box(pii))))
     });
 }
 
