@@ -269,9 +269,15 @@ impl AsrPool {
         }
     }
 
-    /// Queue depth of finals (partials are skippable).
-    pub fn queued_finals(&self) -> usize {
-        self.finals.len()
+    /// Offer finals that found no room before, oldest first, until the
+    /// queue is full again (what is left stays in `waiting`, in order).
+    pub fn submit_deferred(&self, waiting: &mut std::collections::VecDeque<Job>) {
+        while let Some(job) = waiting.pop_front() {
+            if let Err(job) = self.submit(job) {
+                waiting.push_front(job);
+                break;
+            }
+        }
     }
 
     pub fn stats(&self) -> AsrStats {
@@ -380,26 +386,36 @@ impl Recognizer {
         }
     }
 
-    fn handle_packed(&mut self, jobs: Vec<Job>) {
+    /// Run one decode as busy, counting its time against `audio_ms` of
+    /// audio; a panic inside whisper-rs becomes an error, never a dead
+    /// worker.
+    fn timed<T>(
+        &mut self,
+        audio_ms: u64,
+        f: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> (Result<T, String>, u64) {
         self.counters.busy.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .packed
-            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
-        let audios: Vec<&[f32]> = jobs.iter().map(|j| j.req.audio.as_slice()).collect();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.recognize_packed(&audios)
-        }))
-        .unwrap_or_else(|_| Err("recogniser panicked".into()));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)))
+            .unwrap_or_else(|_| Err("recogniser panicked".into()));
         let decode_ms = t0.elapsed().as_millis() as u64;
         self.counters.busy.fetch_sub(1, Ordering::Relaxed);
         self.counters
             .decode_ms
             .fetch_add(decode_ms, Ordering::Relaxed);
-        let audio_ms: u64 = jobs.iter().map(|j| j.req.audio.len() as u64 / 16).sum();
         self.counters
             .audio_ms
             .fetch_add(audio_ms, Ordering::Relaxed);
+        (result, decode_ms)
+    }
+
+    fn handle_packed(&mut self, jobs: Vec<Job>) {
+        self.counters
+            .packed
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let audios: Vec<&[f32]> = jobs.iter().map(|j| j.req.audio.as_slice()).collect();
+        let audio_ms: u64 = audios.iter().map(|a| a.len() as u64 / 16).sum();
+        let (result, decode_ms) = self.timed(audio_ms, |r| r.recognize_packed(&audios));
         tracing::debug!(
             finals = jobs.len(),
             audio_ms,
@@ -433,21 +449,8 @@ impl Recognizer {
             job.reply(Err("stale".into()), true, 0);
             return;
         }
-        self.counters.busy.fetch_add(1, Ordering::Relaxed);
-        let t0 = Instant::now();
-        // A panic inside whisper-rs must not kill the worker.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.decode(&job.req.audio, kind)
-        }))
-        .unwrap_or_else(|_| Err("recogniser panicked".into()));
-        let decode_ms = t0.elapsed().as_millis() as u64;
-        self.counters.busy.fetch_sub(1, Ordering::Relaxed);
-        self.counters
-            .decode_ms
-            .fetch_add(decode_ms, Ordering::Relaxed);
-        self.counters
-            .audio_ms
-            .fetch_add(job.req.audio.len() as u64 / 16, Ordering::Relaxed);
+        let audio_ms = job.req.audio.len() as u64 / 16;
+        let (result, decode_ms) = self.timed(audio_ms, |r| r.decode(&job.req.audio, kind));
         match (&result, kind) {
             (Err(e), JobKind::Partial) if e.starts_with("preempted") => {}
             (Err(e), _) => {

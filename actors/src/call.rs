@@ -546,13 +546,8 @@ impl CallActor {
         );
         self.draining = Some(Instant::now());
         ctx.run_interval(Duration::from_millis(100), |act, ctx| {
-            if let Some(pool) = act.media_cfg.asr.clone() {
-                while let Some(job) = act.deferred.pop_front() {
-                    if let Err(job) = pool.submit(job) {
-                        act.deferred.push_front(job);
-                        break;
-                    }
-                }
+            if let Some(pool) = &act.media_cfg.asr {
+                pool.submit_deferred(&mut act.deferred);
             }
             act.check_drained(ctx);
         });

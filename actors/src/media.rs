@@ -411,12 +411,7 @@ impl MediaActor {
         let Some(pool) = self.cfg.asr.clone() else {
             return;
         };
-        while let Some(job) = self.deferred.pop_front() {
-            if let Err(job) = pool.submit(job) {
-                self.deferred.push_front(job);
-                break;
-            }
-        }
+        pool.submit_deferred(&mut self.deferred);
         for s in self.streams.iter_mut() {
             let Some(t) = s.asr.as_mut() else {
                 continue;

@@ -73,7 +73,8 @@ impl Receiver {
         now: Instant,
         mut f: impl FnMut(Instant, SocketAddr, &[u8]),
     ) -> io::Result<Drained> {
-        let wall_now = SystemTime::now();
+        // The wall clock is read once per drain, and only if something came.
+        let mut wall_now: Option<SystemTime> = None;
         let mut out = Drained::default();
         SCRATCH
             .with(|s| {
@@ -88,7 +89,9 @@ impl Receiver {
                             out.dropped += u64::from(c.wrapping_sub(before));
                             self.ovfl = Some(c);
                         }
-                        let at = ts.map_or(now, |t| arrival(now, wall_now, t));
+                        let at = ts.map_or(now, |t| {
+                            arrival(now, *wall_now.get_or_insert_with(SystemTime::now), t)
+                        });
                         out.received += 1;
                         if let Some(from) = from {
                             f(at, from, bytes);

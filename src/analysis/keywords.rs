@@ -5,6 +5,7 @@
 //! mention and who said it. Cost per segment: its words × the phrases'
 //! first words (a map lookup), not the call.
 
+use crate::asr::wer::normalize as words;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 
@@ -46,21 +47,6 @@ pub struct PhraseStats {
     pub count: u64,
     pub first_mention: Option<KeywordHit>,
     pub speakers: BTreeSet<String>,
-}
-
-/// Lower-cased words of `text` (letters, digits and inner apostrophes).
-pub fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| c.is_whitespace() || c == '-' || c == '/')
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-                .trim_matches('\'')
-                .to_string()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
 }
 
 /// Matches configured phrases in segments and keeps the tallies.

@@ -144,7 +144,7 @@ impl UtteranceTracker {
         if let Some(u) = self.open.last().copied() {
             let from = u.start_ms.max(self.finalized_until);
             if now.saturating_sub(from) >= self.cfg.max_utterance_ms {
-                self.emit_final(u.id, from, now, false);
+                self.emit_final(u.id, from, now);
                 // Everything older is covered now; the rest goes on.
                 let id = self.new_id();
                 self.open.clear();
@@ -184,7 +184,7 @@ impl UtteranceTracker {
             .saturating_sub(self.cfg.preroll_ms)
             .max(self.finalized_until);
         let to = (end_ms + self.cfg.postroll_ms).min(self.now_ms());
-        self.emit_final(id, from, to, true);
+        self.emit_final(id, from, to);
         if self.open.is_empty() {
             self.last_partial_ms = None;
         }
@@ -215,12 +215,6 @@ impl UtteranceTracker {
         if self.partial_in_flight == Some(utterance) {
             self.partial_in_flight = None;
         }
-    }
-
-    /// No partial reply can be expected any more (e.g. the recogniser
-    /// restarted): allow the next one.
-    pub fn reset_in_flight(&mut self) {
-        self.partial_in_flight = None;
     }
 
     /// Whether a partial is outstanding.
@@ -272,7 +266,7 @@ impl UtteranceTracker {
         });
     }
 
-    fn emit_final(&mut self, id: u64, from: u64, to: u64, _confirmed: bool) {
+    fn emit_final(&mut self, id: u64, from: u64, to: u64) {
         if to <= from || to - from < self.cfg.min_final_ms {
             return;
         }
