@@ -16,6 +16,13 @@
 //! kernel (`SO_TIMESTAMPNS`), so interarrival jitter is measured to the
 //! microsecond even though the socket is read only every tick.
 //!
+//! Linux switches receive timestamping on lazily: the first socket asking
+//! for it schedules the switch on a work queue, and datagrams that arrive
+//! before it takes effect are stamped when they are read instead (the time
+//! they would have had without kernel stamps). The process therefore keeps
+//! one stamping socket open for its lifetime ([`Receiver::new`] opens it),
+//! so the switch does not flip off and on again between calls.
+//!
 //! Linux only (`recvmmsg`, `SO_RXQ_OVFL`).
 
 use std::cell::RefCell;
@@ -53,6 +60,7 @@ impl Receiver {
     /// Prepare a bound socket: non-blocking, kernel arrival timestamps and
     /// overflow counting switched on.
     pub fn new(sock: UdpSocket) -> io::Result<Self> {
+        keep_kernel_stamping_on();
         sock.set_nonblocking(true)?;
         let fd = sock.as_raw_fd();
         set_opt(fd, libc::SO_TIMESTAMPNS)?;
@@ -119,6 +127,17 @@ fn arrival(now: Instant, wall_now: SystemTime, ts: Duration) -> Instant {
     let wall = wall_now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let age = wall.saturating_sub(ts).min(Duration::from_secs(2));
     now.checked_sub(age).unwrap_or(now)
+}
+
+/// Open (once) a socket that asks for receive timestamps and is never
+/// closed, so the kernel's global stamping switch stays on.
+fn keep_kernel_stamping_on() {
+    static SENTINEL: std::sync::OnceLock<Option<UdpSocket>> = std::sync::OnceLock::new();
+    SENTINEL.get_or_init(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+        set_opt(s.as_raw_fd(), libc::SO_TIMESTAMPNS).ok()?;
+        Some(s)
+    });
 }
 
 fn set_opt(fd: libc::c_int, opt: libc::c_int) -> io::Result<()> {
@@ -265,9 +284,30 @@ mod tests {
         (Receiver::new(rx).unwrap(), tx)
     }
 
+    /// Wait until the kernel stamps datagrams on arrival (its switch is
+    /// flipped by a work item after the first stamping socket appears).
+    fn wait_for_kernel_stamps(rx: &mut Receiver, tx: &UdpSocket) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            tx.send(b"probe").unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+            let now = Instant::now();
+            let mut stamped = false;
+            rx.drain(now, |at, _, _| {
+                stamped |= at + Duration::from_millis(20) <= now
+            })
+            .unwrap();
+            if stamped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "kernel never stamped a datagram");
+        }
+    }
+
     #[test]
     fn drains_everything_queued_with_sources_and_kernel_times() {
         let (mut rx, tx) = pair();
+        wait_for_kernel_stamps(&mut rx, &tx);
         let before = Instant::now();
         // More than two batches, of different sizes.
         for i in 0..(2 * BATCH + 3) {
