@@ -8,10 +8,69 @@
 //!   said, escalation/risk words), counts, first mention, speakers.
 //! * [`pii`]: masking of card numbers, phone numbers, e-mails and national
 //!   ids in stored/pushed text.
-//!
-//! (Entities, classification, summary, QA, translation and the analysis
-//! actor are still to come: issue 5.)
+//! * [`entities`]: rule, pattern and gazetteer entities (names, places,
+//!   numbers, dates, amounts, ...), with an ONNX token-classification slot.
+//! * [`taxonomy`]: call classification from a taxonomy file, with
+//!   evidence, optionally helped by sentence embeddings ([`embed`]).
+//! * [`summary`]: extractive, speaker-attributed summary.
+//! * [`qa`]: agent QA scoring from a rubric over transcript and call events.
 
+pub mod embed;
+pub mod entities;
 pub mod keywords;
 pub mod pii;
+pub mod qa;
 pub mod sentiment;
+pub mod summary;
+pub mod taxonomy;
+
+/// Errors of the analysis layer (loading configuration, lexicons, models).
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    /// A configuration file that does not parse or makes no sense.
+    #[error("{path}: {msg}")]
+    Config { path: String, msg: String },
+    /// A model that cannot be loaded or run.
+    #[error("model {name}: {msg}")]
+    Model { name: String, msg: String },
+}
+
+impl AnalysisError {
+    pub fn config(path: impl std::fmt::Display, msg: impl std::fmt::Display) -> Self {
+        AnalysisError::Config {
+            path: path.to_string(),
+            msg: msg.to_string(),
+        }
+    }
+
+    pub fn model(name: impl std::fmt::Display, msg: impl std::fmt::Display) -> Self {
+        AnalysisError::Model {
+            name: name.to_string(),
+            msg: msg.to_string(),
+        }
+    }
+}
+
+/// Read a text file, naming it in the error.
+pub fn read_text(path: &std::path::Path) -> Result<String, AnalysisError> {
+    std::fs::read_to_string(path).map_err(|err| AnalysisError::Io {
+        path: path.display().to_string(),
+        err,
+    })
+}
+
+/// Turns text into unit-length sentence vectors (semantic scoring). The
+/// real one is [`embed::MiniLm`]; tests may use a small double.
+pub trait SentenceEncoder: Send {
+    fn name(&self) -> &str;
+    /// One vector per text, each of length `dim()`, L2-normalised.
+    fn encode(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, AnalysisError>;
+    fn dim(&self) -> usize;
+}
+
+/// Cosine similarity of two unit vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
