@@ -214,6 +214,9 @@ pub struct SessionRecord {
     /// Speech recognition progress of this session.
     #[serde(default)]
     pub asr: AsrProgress,
+    /// Progressive (live) and post-call analysis.
+    #[serde(default)]
+    pub analysis: crate::analysis::call::AnalysisRecord,
 }
 
 /// How far the transcript is.
@@ -323,6 +326,7 @@ impl SessionRecord {
             events: vec![],
             events_dropped: 0,
             asr: AsrProgress::default(),
+            analysis: Default::default(),
         }
     }
 

@@ -84,7 +84,9 @@ pub struct AsrSettings {
     /// ISO 639-1 code, or `None` to detect per utterance (multilingual
     /// models; English-only models always say `en`).
     pub language: Option<String>,
-    /// Translate to English (multilingual models).
+    /// Also translate non-English finals to English (multilingual models;
+    /// a second decode per such final). The transcript stays in the
+    /// language spoken.
     pub translate: bool,
     /// Capacity of each queue.
     pub queue: usize,
@@ -469,24 +471,44 @@ impl Recognizer {
         job.reply(result, waited > LAGGING_AFTER, decode_ms);
     }
 
+    /// A final also gets an English translation when translation is on,
+    /// the model is multilingual and the speech is not English (a second
+    /// decode of the same audio with whisper's `translate` task, told the
+    /// language the first pass found).
     fn decode(&mut self, audio: &[f32], kind: JobKind) -> Result<Hypothesis, String> {
-        let (toks, language) = self.decode_tokens(audio, kind)?;
-        Ok(assemble(toks, language))
+        let (toks, language) = self.decode_tokens(audio, kind, None)?;
+        let mut h = assemble(toks, language);
+        if kind == JobKind::Final
+            && self.settings.translate
+            && !self.english_only
+            && !h.text.trim().is_empty()
+        {
+            if let Some(l) = h.language.clone().filter(|l| l != "en") {
+                match self.decode_tokens(audio, kind, Some(&l)) {
+                    Ok((t, _)) => h.translation = Some(assemble(t, None).text),
+                    Err(e) => tracing::warn!(error = %e, "translation pass failed"),
+                }
+            }
+        }
+        Ok(h)
     }
 
+    /// `translate_from`: run whisper's translate task on speech in that
+    /// language (else transcribe).
     fn decode_tokens(
         &mut self,
         audio: &[f32],
         kind: JobKind,
+        translate_from: Option<&str>,
     ) -> Result<(Vec<Tok>, Option<String>), String> {
         let s = &self.settings;
         let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         p.set_n_threads(s.threads.max(1) as i32);
-        p.set_translate(s.translate && !self.english_only);
+        p.set_translate(translate_from.is_some());
         let language = if self.english_only {
             Some("en")
         } else {
-            s.language.as_deref()
+            translate_from.or(s.language.as_deref())
         };
         p.set_language(language);
         p.set_no_context(true);
@@ -577,7 +599,7 @@ impl Recognizer {
             joined.extend_from_slice(a);
             joined.extend(std::iter::repeat_n(0.0, gap));
         }
-        let (toks, language) = self.decode_tokens(&joined, JobKind::Final)?;
+        let (toks, language) = self.decode_tokens(&joined, JobKind::Final, None)?;
         let mut parts: Vec<Vec<Tok>> = vec![vec![]; audios.len()];
         // By segment (whisper's segment times come from its timestamp
         // tokens and follow the pauses; token times lag): the silence
@@ -647,6 +669,7 @@ fn assemble(toks: Vec<Tok>, language: Option<String>) -> Hypothesis {
         words,
         confidence: if pn > 0 { psum / pn as f64 } else { 0.0 },
         language,
+        translation: None,
     }
 }
 

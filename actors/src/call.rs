@@ -10,7 +10,9 @@
 //! a panic ends this call as `failed` with the panic message, persisted, and
 //! touches nothing else.
 
+use crate::analysis::{Analyse, AnalysisActor, TakeSnapshot};
 use crate::asr::Job;
+use crate::pipeline::{PipelineActor, RunPipeline};
 use crate::media::{MediaActor, MediaConfig, PartialDone, Renegotiate, StopMedia, StreamSetup};
 use crate::registry::{Finished, RegistryActor, Snapshot};
 use crate::store::{Put, StoreActor};
@@ -78,7 +80,36 @@ pub struct CallActor {
     /// The call has ended and its record is stored; waiting for finals.
     draining: Option<Instant>,
     hub: Addr<crate::ws::Hub>,
+    /// Analysis services (None: analysis off).
+    analysis_init: Option<AnalysisInit>,
+    /// This call's analysis actor.
+    analysis: Option<Addr<AnalysisActor>>,
+    /// Finals its full mailbox could not take yet (sent on the next tick).
+    analysis_backlog: VecDeque<Segment>,
 }
+
+/// What a call needs to run its analysis.
+#[derive(Clone)]
+pub struct AnalysisInit {
+    /// Analysis threads; calls are spread over them.
+    pub arbiters: Vec<ArbiterHandle>,
+    pub resources: std::sync::Arc<earshot::analysis::call::Resources>,
+    pub pipeline: Option<Addr<PipelineActor>>,
+    pub notifier: Option<Addr<crate::notify::Notifier>>,
+}
+
+impl std::fmt::Debug for AnalysisInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalysisInit")
+            .field("threads", &self.arbiters.len())
+            .field("pipeline", &self.pipeline.is_some())
+            .field("notifier", &self.notifier.is_some())
+            .finish()
+    }
+}
+
+/// Spread calls over the analysis threads.
+static NEXT_ANALYSIS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// What a call starts with.
 pub struct CallInit {
@@ -91,6 +122,7 @@ pub struct CallInit {
     pub bind_ip: std::net::IpAddr,
     pub media: MediaConfig,
     pub hub: Addr<crate::ws::Hub>,
+    pub analysis: Option<AnalysisInit>,
     /// The media arbiter this call's audio runs on.
     pub arbiter: ArbiterHandle,
     /// Test hook (see `CallActor::fault`).
@@ -160,6 +192,10 @@ impl CallActor {
             record.asr.enabled = true;
             record.processing_plan["transcription"] = serde_json::json!(true);
         }
+        if let Some(a) = &init.analysis {
+            record.processing_plan["analysis"] = crate::pipeline::pipeline_config(&a.resources);
+            record.processing_plan["post_call_pipeline"] = serde_json::json!(a.pipeline.is_some());
+        }
         Self {
             record,
             metadata: init.metadata,
@@ -181,7 +217,114 @@ impl CallActor {
             agreements: HashMap::new(),
             draining: None,
             hub: init.hub,
+            analysis_init: init.analysis,
+            analysis: None,
+            analysis_backlog: VecDeque::new(),
         }
+    }
+
+    /// Hand a final to the analysis (or keep it until there is room).
+    fn analyse(&mut self, segment: Segment) {
+        let Some(a) = &self.analysis else {
+            return;
+        };
+        if !self.analysis_backlog.is_empty() {
+            self.analysis_backlog.push_back(segment);
+            return;
+        }
+        match a.try_send(Analyse {
+            segment,
+            deferred: false,
+        }) {
+            Ok(()) => {}
+            Err(SendError::Full(m)) => {
+                tracing::debug!(call_id = %self.record.call_id, "analysis busy; final kept for the next tick");
+                self.analysis_backlog.push_back(m.segment);
+            }
+            Err(SendError::Closed(_)) => {}
+        }
+    }
+
+    /// Send kept finals while the analysis has room.
+    fn flush_analysis(&mut self) {
+        let Some(a) = &self.analysis else {
+            return;
+        };
+        while let Some(segment) = self.analysis_backlog.pop_front() {
+            match a.try_send(Analyse {
+                segment,
+                deferred: true,
+            }) {
+                Ok(()) => {}
+                Err(SendError::Full(m)) => {
+                    self.analysis_backlog.push_front(m.segment);
+                    return;
+                }
+                Err(SendError::Closed(_)) => {
+                    self.analysis_backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The transcript is complete: take the analysis's last state, hand the
+    /// session to the post-call pipeline (which stores it) or store it, and
+    /// stop.
+    fn close_out(&mut self, ctx: &mut Context<Self>) {
+        self.flush_analysis();
+        let analysis = self.analysis.take();
+        let pending: Vec<Segment> = self.analysis_backlog.drain(..).collect();
+        async move {
+            let a = analysis?;
+            for segment in pending {
+                let _ = a
+                    .send(Analyse {
+                        segment,
+                        deferred: true,
+                    })
+                    .await;
+            }
+            a.send(TakeSnapshot).await.ok()
+        }
+        .into_actor(self)
+        .map(|snapshot, act, ctx| {
+            if let Some(p) = snapshot {
+                act.record.analysis.progressive = Some(p);
+            }
+            let pipeline = act.analysis_init.as_ref().and_then(|a| a.pipeline.clone());
+            let record = act.record.clone();
+            let store = act.store.clone();
+            async move {
+                if let Some(p) = pipeline {
+                    match p
+                        .send(RunPipeline {
+                            record: Box::new(record.clone()),
+                            trigger: "auto",
+                        })
+                        .await
+                    {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => {
+                            tracing::warn!(call_id = %record.call_id, error = %e, "post-call pipeline not run")
+                        }
+                        Err(e) => {
+                            tracing::warn!(call_id = %record.call_id, error = %e, "post-call pipeline unavailable")
+                        }
+                    }
+                }
+                let _ = store
+                    .send(Put {
+                        record,
+                        durable: true,
+                    })
+                    .await;
+            }
+            .into_actor(act)
+            .map(|_, _, ctx: &mut Context<Self>| ctx.stop())
+            .wait(ctx);
+        })
+        .wait(ctx);
     }
 
     /// Run `f`; a panic inside ends the call as failed.
@@ -271,6 +414,7 @@ impl CallActor {
         self.deferred.extend(r.deferred_finals);
         for (index, e) in r.events {
             let label = self.label_of(index);
+            self.push_media_event(&label, &e);
             self.record.push_event(label, e);
             self.dirty = true;
         }
@@ -302,6 +446,31 @@ impl CallActor {
             self.record.recordings.stereo = r.stereo;
             self.dirty = true;
         }
+    }
+
+    /// A media event on `/ws/events` (holds also on `/ws/analytics`).
+    fn push_media_event(&self, label: &Label, e: &MediaEvent) {
+        let (participant_id, speaker) = self.record.speaker_of(label);
+        let mut body = serde_json::to_value(e).unwrap_or_default();
+        if let Some(o) = body.as_object_mut() {
+            o.insert("call_id".into(), serde_json::json!(self.record.call_id));
+            o.insert("stream_label".into(), serde_json::json!(label));
+            o.insert("participant_id".into(), serde_json::json!(participant_id));
+            o.insert("speaker".into(), serde_json::json!(speaker));
+            o.insert("timestamp".into(), serde_json::json!(chrono::Utc::now()));
+        }
+        let channel = match e {
+            MediaEvent::HoldStarted { .. } | MediaEvent::HoldEnded { .. } => {
+                crate::ws::Channel::Analytics
+            }
+            _ => crate::ws::Channel::Events,
+        };
+        self.hub.do_send(crate::ws::Push::on(
+            channel,
+            &self.record.call_id.0,
+            body,
+            false,
+        ));
     }
 
     fn publish(&mut self) {
@@ -447,11 +616,45 @@ impl CallActor {
                     self.agreements.remove(&m.stream);
                 }
                 match m.result {
-                    Ok(h) if !is_noise(&h.text) => {
+                    Ok(mut h) if !is_noise(&h.text) => {
+                        let translation = h.translation.take();
                         let seg =
                             self.segment(m.stream, m.utterance, m.start_ms, m.end_ms, h, m.lagging);
                         let id = self.record.push_segment(seg);
+                        if let (Some(tr), Some(a), Some(s)) = (
+                            translation,
+                            &self.analysis,
+                            self.record.transcript_segments.last(),
+                        ) {
+                            let model = self
+                                .media_cfg
+                                .asr
+                                .as_ref()
+                                .map(|p| format!("whisper:{} (translate)", p.model_name))
+                                .unwrap_or_default();
+                            // Bounded mailbox; a translation is small and
+                            // rare, so one that finds it full waits in
+                            // actix's queue rather than being lost.
+                            a.do_send(crate::analysis::Translated(
+                                earshot::analysis::call::TranslationWindow {
+                                    window_id: id,
+                                    segment_id: id,
+                                    speaker: s.speaker.clone(),
+                                    start_time: s.start_time,
+                                    end_time: s.end_time,
+                                    source_language: s.language.clone(),
+                                    language: "en".into(),
+                                    original: s.text.clone(),
+                                    translation: tr,
+                                    translated: true,
+                                    model,
+                                },
+                            ));
+                        }
                         self.dirty = true;
+                        if let Some(s) = self.record.transcript_segments.last() {
+                            self.analyse(s.clone());
+                        }
                         if let Some(seg) = self.record.transcript_segments.last() {
                             let push = serde_json::json!({
                                 "type": "transcript",
@@ -536,7 +739,7 @@ impl CallActor {
     /// the recogniser's outstanding finals and store again with them.
     fn drain_finals(&mut self, ctx: &mut Context<Self>) {
         if self.record.asr.pending() == 0 && self.deferred.is_empty() {
-            ctx.stop();
+            self.close_out(ctx);
             return;
         }
         tracing::debug!(
@@ -565,11 +768,7 @@ impl CallActor {
             tracing::warn!(call_id = %self.record.call_id, "closing the transcript without its last finals");
         }
         self.draining = None;
-        self.store.do_send(Put {
-            record: self.record.clone(),
-            durable: true,
-        });
-        ctx.stop();
+        self.close_out(ctx);
     }
 }
 
@@ -583,8 +782,38 @@ impl Handler<AsrDone> for CallActor {
 impl Actor for CallActor {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Whatever way the call ended, its analysis ends with it.
+        if let Some(a) = self.analysis.take() {
+            a.do_send(TakeSnapshot);
+        }
+    }
+
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
+        // Downstream first: the analysis exists before any audio flows.
+        if let Some(a) = self.analysis_init.clone() {
+            let me = ctx.address();
+            let call_id = self.record.call_id.0.clone();
+            let hub = self.hub.clone();
+            let start = self.start;
+            let n = NEXT_ANALYSIS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let arbiter = a
+                .arbiters
+                .get(n % a.arbiters.len().max(1))
+                .cloned()
+                .unwrap_or_else(Arbiter::current);
+            self.analysis = Some(AnalysisActor::start_in_arbiter(&arbiter, move |_| {
+                AnalysisActor::new(
+                    call_id,
+                    earshot::analysis::call::CallAnalysis::new(a.resources),
+                    me,
+                    hub,
+                    a.notifier,
+                    start,
+                )
+            }));
+        }
         let setups = self.setups();
         let me = ctx.address();
         let cfg = self.media_cfg.clone();
@@ -610,9 +839,23 @@ impl Actor for CallActor {
                 if act.fault {
                     panic!("injected fault");
                 }
+                act.flush_analysis();
                 act.publish();
             })
         });
+    }
+}
+
+/// The analysis actor's latest state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AnalysisProgress(pub Box<earshot::analysis::call::Progressive>);
+
+impl Handler<AnalysisProgress> for CallActor {
+    type Result = ();
+    fn handle(&mut self, m: AnalysisProgress, _: &mut Context<Self>) {
+        self.record.analysis.progressive = Some(*m.0);
+        self.dirty = true;
     }
 }
 

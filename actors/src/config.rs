@@ -84,6 +84,52 @@ pub struct Cli {
     /// Longest utterance before it is cut into a final, ms.
     #[arg(long, env = "EARSHOT_ASR_MAX_UTTERANCE_MS")]
     pub asr_max_utterance_ms: Option<u64>,
+    /// Progressive and post-call analysis on or off.
+    #[arg(long, env = "EARSHOT_ANALYSIS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub analysis: Option<bool>,
+    /// Directory with keywords.toml, entities.toml, gazetteer/, taxonomy/, qa-rubric.toml.
+    #[arg(long, env = "EARSHOT_ANALYSIS_CONFIG_DIR")]
+    pub analysis_config_dir: Option<PathBuf>,
+    /// Directory with fetched models and lexicons (lexicons/, all-minilm-l6-v2/).
+    #[arg(long, env = "EARSHOT_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Taxonomy (file name under <analysis_config_dir>/taxonomy/, no .toml).
+    #[arg(long, env = "EARSHOT_ANALYSIS_TAXONOMY")]
+    pub analysis_taxonomy: Option<String>,
+    /// Mask cards, phone numbers, e-mails and ids in analysis text.
+    #[arg(long, env = "EARSHOT_ANALYSIS_REDACT_PII", value_parser = clap::builder::BoolishValueParser::new())]
+    pub analysis_redact_pii: Option<bool>,
+    /// Sentences in the extractive summary.
+    #[arg(long, env = "EARSHOT_ANALYSIS_SUMMARY_SENTENCES")]
+    pub analysis_summary_sentences: Option<usize>,
+    /// Analysis threads (default 1).
+    #[arg(long, env = "EARSHOT_ANALYSIS_THREADS")]
+    pub analysis_threads: Option<usize>,
+    /// Post-call runs waiting at most; more get 503.
+    #[arg(long, env = "EARSHOT_PIPELINE_QUEUE")]
+    pub pipeline_queue: Option<usize>,
+    /// Webhook targets of the agent notification service, comma-separated.
+    #[arg(long, env = "EARSHOT_NOTIFY_URLS")]
+    pub notify_urls: Option<String>,
+    /// OAuth2 token endpoint (client-credentials grant).
+    #[arg(long, env = "EARSHOT_NOTIFY_TOKEN_URL")]
+    pub notify_token_url: Option<String>,
+    #[arg(long, env = "EARSHOT_NOTIFY_CLIENT_ID")]
+    pub notify_client_id: Option<String>,
+    #[arg(long, env = "EARSHOT_NOTIFY_CLIENT_SECRET")]
+    pub notify_client_secret: Option<String>,
+    /// Event types notified, comma-separated (default: all).
+    #[arg(long, env = "EARSHOT_NOTIFY_EVENTS")]
+    pub notify_events: Option<String>,
+    /// Delivery attempts per notification and target.
+    #[arg(long, env = "EARSHOT_NOTIFY_ATTEMPTS")]
+    pub notify_attempts: Option<u32>,
+    /// First retry delay in milliseconds (doubles each retry).
+    #[arg(long, env = "EARSHOT_NOTIFY_BACKOFF_MS")]
+    pub notify_backoff_ms: Option<u64>,
+    /// HTTP timeout per delivery, milliseconds.
+    #[arg(long, env = "EARSHOT_NOTIFY_TIMEOUT_MS")]
+    pub notify_timeout_ms: Option<u64>,
     /// Testing only: honour `X-Earshot-Fault: panic` in INVITEs (the call's
     /// actor panics, proving one call's failure stays in that call).
     #[arg(long, env = "EARSHOT_FAULT_INJECTION", hide = true)]
@@ -117,6 +163,22 @@ pub struct FileConfig {
     pub asr_pack: Option<bool>,
     pub asr_partial_ms: Option<u64>,
     pub asr_max_utterance_ms: Option<u64>,
+    pub analysis: Option<bool>,
+    pub analysis_config_dir: Option<PathBuf>,
+    pub models_dir: Option<PathBuf>,
+    pub analysis_taxonomy: Option<String>,
+    pub analysis_redact_pii: Option<bool>,
+    pub analysis_summary_sentences: Option<usize>,
+    pub analysis_threads: Option<usize>,
+    pub pipeline_queue: Option<usize>,
+    pub notify_urls: Option<String>,
+    pub notify_token_url: Option<String>,
+    pub notify_client_id: Option<String>,
+    pub notify_client_secret: Option<String>,
+    pub notify_events: Option<String>,
+    pub notify_attempts: Option<u32>,
+    pub notify_backoff_ms: Option<u64>,
+    pub notify_timeout_ms: Option<u64>,
 }
 
 /// The merged settings the engine runs with.
@@ -137,6 +199,30 @@ pub struct Settings {
     /// `None`: ASR off.
     pub asr: Option<crate::asr::AsrSettings>,
     pub tracker: earshot::asr::tracker::TrackerConfig,
+    /// `None`: analysis off.
+    pub analysis: Option<AnalysisSettings>,
+    pub notify: crate::notify::NotifyConfig,
+}
+
+/// Analysis settings.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    pub config: earshot::analysis::call::AnalysisConfig,
+    pub config_dir: PathBuf,
+    pub models_dir: PathBuf,
+    pub threads: usize,
+    pub pipeline_queue: usize,
+}
+
+fn list(s: Option<String>) -> Vec<String> {
+    s.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 impl Settings {
@@ -245,7 +331,84 @@ impl Settings {
             max_utterance_ms: max_utt,
             ..defaults
         };
+        let analysis = if cli.analysis.or(file.analysis).unwrap_or(true) {
+            let d = earshot::analysis::call::AnalysisConfig::default();
+            let sentences = cli
+                .analysis_summary_sentences
+                .or(file.analysis_summary_sentences)
+                .unwrap_or(d.summary_sentences);
+            if !(1..=50).contains(&sentences) {
+                anyhow::bail!(
+                    "analysis_summary_sentences must be between 1 and 50, got {sentences}"
+                );
+            }
+            Some(AnalysisSettings {
+                config: earshot::analysis::call::AnalysisConfig {
+                    taxonomy: cli
+                        .analysis_taxonomy
+                        .or(file.analysis_taxonomy)
+                        .unwrap_or(d.taxonomy.clone()),
+                    redact_pii: cli
+                        .analysis_redact_pii
+                        .or(file.analysis_redact_pii)
+                        .unwrap_or(d.redact_pii),
+                    summary_sentences: sentences,
+                    translation: asr.as_ref().is_some_and(|a| a.translate),
+                    ..d
+                },
+                config_dir: cli
+                    .analysis_config_dir
+                    .or(file.analysis_config_dir)
+                    .unwrap_or_else(|| PathBuf::from("config")),
+                models_dir: cli
+                    .models_dir
+                    .or(file.models_dir)
+                    .unwrap_or_else(|| PathBuf::from("models")),
+                threads: cli
+                    .analysis_threads
+                    .or(file.analysis_threads)
+                    .unwrap_or(1)
+                    .max(1),
+                pipeline_queue: cli
+                    .pipeline_queue
+                    .or(file.pipeline_queue)
+                    .unwrap_or(100)
+                    .max(1),
+            })
+        } else {
+            None
+        };
+        let notify = crate::notify::NotifyConfig {
+            urls: list(cli.notify_urls.or(file.notify_urls)),
+            token_url: cli.notify_token_url.or(file.notify_token_url),
+            client_id: cli.notify_client_id.or(file.notify_client_id),
+            client_secret: cli.notify_client_secret.or(file.notify_client_secret),
+            events: list(cli.notify_events.or(file.notify_events)),
+            attempts: cli
+                .notify_attempts
+                .or(file.notify_attempts)
+                .unwrap_or(5)
+                .max(1),
+            backoff: std::time::Duration::from_millis(
+                cli.notify_backoff_ms
+                    .or(file.notify_backoff_ms)
+                    .unwrap_or(1000),
+            ),
+            timeout: std::time::Duration::from_millis(
+                cli.notify_timeout_ms
+                    .or(file.notify_timeout_ms)
+                    .unwrap_or(5000)
+                    .max(100),
+            ),
+        };
+        for u in &notify.urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                anyhow::bail!("notify_urls: {u:?} is not an http:// or https:// URL");
+            }
+        }
         Ok(Settings {
+            analysis,
+            notify,
             asr,
             tracker,
             sip_listen,

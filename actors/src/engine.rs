@@ -36,6 +36,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         use earshot::session::SessionStore;
         tracing::info!(stored = store.len(), "session store open");
     }
+    let dead_letters = if settings.notify.enabled() {
+        Some(
+            store
+                .tree("dead_letters")
+                .context("opening the notifier's dead-letter queue")?,
+        )
+    } else {
+        None
+    };
     let store_addr = SyncArbiter::start(1, move || StoreActor::new(Box::new(store.clone())));
 
     let udp = tokio::net::UdpSocket::bind(settings.sip_listen)
@@ -65,6 +74,53 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let hub = crate::ws::Hub::default().start();
+    let notifier = dead_letters.map(|dead| {
+        tracing::info!(targets = ?settings.notify.urls, dead_letters = dead.len(), "agent notifications on");
+        crate::notify::Notifier::new(settings.notify.clone(), Some(dead)).start()
+    });
+    let mut analysis_threads = vec![];
+    let analysis = match settings.analysis.clone() {
+        Some(a) => {
+            let res = earshot::analysis::call::Resources::load(
+                a.config.clone(),
+                &a.config_dir,
+                &a.models_dir,
+            )
+            .with_context(|| {
+                format!(
+                    "loading the analysis resources (config {}, models {}); run scripts/setup or pass --analysis false",
+                    a.config_dir.display(),
+                    a.models_dir.display()
+                )
+            })?;
+            let res = std::sync::Arc::new(res);
+            analysis_threads = (0..a.threads).map(|_| Arbiter::new()).collect();
+            let pipeline_thread = Arbiter::new();
+            let pipeline = {
+                let (res, store, hub, notifier) =
+                    (res.clone(), store_addr.clone(), hub.clone(), notifier.clone());
+                let q = a.pipeline_queue;
+                crate::pipeline::PipelineActor::start_in_arbiter(&pipeline_thread.handle(), move |_| {
+                    crate::pipeline::PipelineActor::new(res, store, hub, notifier, q)
+                })
+            };
+            analysis_threads.push(pipeline_thread);
+            tracing::info!(config = ?a.config, threads = a.threads, "analysis on");
+            Some(crate::call::AnalysisInit {
+                arbiters: analysis_threads[..a.threads]
+                    .iter()
+                    .map(|a| a.handle())
+                    .collect(),
+                resources: res,
+                pipeline: Some(pipeline),
+                notifier: notifier.clone(),
+            })
+        }
+        None => {
+            tracing::info!("analysis off");
+            None
+        }
+    };
     let registry = RegistryActor::new(
         RegistryConfig {
             hub: hub.clone(),
@@ -77,6 +133,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 tracker: settings.tracker,
             },
             arbiters: media_threads.iter().map(|a| a.handle()).collect(),
+            analysis: analysis.clone(),
             answer_delay: Duration::from_millis(settings.answer_delay_ms),
             rtp_bind_ip: settings.sip_listen.ip(),
             fault_injection: settings.fault_injection,
@@ -100,10 +157,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let reg_data = web::Data::new(registry.clone());
     let hub_data = web::Data::new(hub.clone());
+    let services = web::Data::new(http::Services {
+        pipeline: analysis.as_ref().and_then(|a| a.pipeline.clone()),
+        notifier: notifier.clone(),
+        analysis: analysis.as_ref().map(|a| a.resources.clone()),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(reg_data.clone())
             .app_data(hub_data.clone())
+            .app_data(services.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 let resp = http::invalid(&["query"], &e.to_string(), "value_error");
                 actix_web::error::InternalError::from_response(e, resp).into()
@@ -132,7 +195,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(ended, "live calls ended and persisted");
     handle.stop(true).await;
     let _ = server_task.await;
-    for a in media_threads {
+    for a in media_threads.into_iter().chain(analysis_threads) {
         a.stop();
     }
     System::current().stop();

@@ -18,7 +18,15 @@ pub type Registry = web::Data<Addr<RegistryActor>>;
 const MAX_CALL_ID: usize = 256;
 const MAX_PAGE_SIZE: usize = 500;
 
+/// Services beside the registry the handlers may ask (not calls).
+pub struct Services {
+    pub pipeline: Option<actix::Addr<crate::pipeline::PipelineActor>>,
+    pub notifier: Option<actix::Addr<crate::notify::Notifier>>,
+    pub analysis: Option<std::sync::Arc<earshot::analysis::call::Resources>>,
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    crate::analysis_http::configure(cfg);
     cfg.route("/health", web::get().to(health))
         .route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
@@ -45,7 +53,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/ws/transcriptions",
             web::get().to(crate::ws::transcriptions),
-        );
+        )
+        .route("/ws/analytics", web::get().to(crate::ws::analytics))
+        .route("/ws/events", web::get().to(crate::ws::events));
 }
 
 /// JSON 404/405 for anything unrouted.
@@ -64,7 +74,7 @@ pub fn invalid(loc: &[&str], msg: &str, kind: &str) -> HttpResponse {
     }))
 }
 
-fn registry_error(e: RegistryError) -> HttpResponse {
+pub(crate) fn registry_error(e: RegistryError) -> HttpResponse {
     match e {
         RegistryError::NotFound => detail(StatusCode::NOT_FOUND, "Call session not found"),
         RegistryError::Store(m) => detail(
@@ -77,7 +87,7 @@ fn registry_error(e: RegistryError) -> HttpResponse {
     }
 }
 
-fn mailbox_error() -> HttpResponse {
+pub(crate) fn mailbox_error() -> HttpResponse {
     detail(StatusCode::SERVICE_UNAVAILABLE, "engine is shutting down")
 }
 
@@ -337,7 +347,7 @@ async fn list_calls(reg: Registry, q: web::Query<HashMap<String, String>>) -> Ht
     }
 }
 
-async fn lookup(
+pub(crate) async fn lookup(
     reg: &Registry,
     id: String,
 ) -> Result<earshot::session::SessionRecord, HttpResponse> {
@@ -489,7 +499,7 @@ fn words_of(rec: &earshot::session::SessionRecord, label: &earshot::ids::Label) 
 }
 
 /// The language most segments are in.
-fn main_language(segs: &[earshot::asr::Segment]) -> Option<String> {
+pub(crate) fn main_language(segs: &[earshot::asr::Segment]) -> Option<String> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for s in segs {
         if let Some(l) = s.language.as_deref() {

@@ -9,17 +9,24 @@
 //! * [`udp`]: batched non-blocking RTP receive with kernel timestamps and
 //!   drop counts.
 //! * [`store`]: sled persistence on its own thread.
-//! * [`http`]: the REST API.
+//! * [`http`]: the REST API ([`analysis_http`]: its analysis endpoints).
 //! * [`ws`]: WebSocket pushes (the only actix-web-actors user).
+//! * [`analysis`]: one call's progressive analysis actor.
+//! * [`pipeline`]: the post-call pipeline (whole-call analysis, stored).
+//! * [`notify`]: webhook notifications to the agent service.
 //! * [`config`]: CLI / env / TOML settings.
 //! * [`engine`]: wiring it all together.
 
+pub mod analysis;
+pub mod analysis_http;
 pub mod asr;
 pub mod call;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod media;
+pub mod notify;
+pub mod pipeline;
 pub mod registry;
 pub mod sip_actor;
 pub mod store;

@@ -37,6 +37,8 @@ pub struct RegistryConfig {
     pub hub: Addr<crate::ws::Hub>,
     /// Media threads; calls are spread over them round-robin.
     pub arbiters: Vec<ArbiterHandle>,
+    /// Progressive analysis and post-call pipeline (None: off).
+    pub analysis: Option<crate::call::AnalysisInit>,
 }
 
 pub struct RegistryActor {
@@ -127,6 +129,7 @@ impl RegistryActor {
                 bind_ip: self.cfg.rtp_bind_ip,
                 media: self.cfg.media.clone(),
                 hub: self.cfg.hub.clone(),
+                analysis: self.cfg.analysis.clone(),
                 arbiter: self.pick_arbiter(),
                 fault,
             },
@@ -412,6 +415,62 @@ impl Handler<GetCall> for RegistryActor {
                 Ok(Err(e)) => Err(RegistryError::Store(e.to_string())),
                 Err(e) => Err(RegistryError::Store(e.to_string())),
             }
+        })
+    }
+}
+
+/// Why a manual post-call run was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("the call is still live; its post-call pipeline runs when it ends")]
+    Live,
+    #[error("analysis is off on this engine")]
+    Disabled,
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error("post-call pipeline unavailable")]
+    Unavailable,
+}
+
+/// Re-run the post-call pipeline of an ended call.
+#[derive(Message)]
+#[rtype(result = "Result<String, TriggerError>")]
+pub struct TriggerPipeline(pub String);
+
+impl Handler<TriggerPipeline> for RegistryActor {
+    type Result = ResponseFuture<Result<String, TriggerError>>;
+    fn handle(&mut self, m: TriggerPipeline, _: &mut Context<Self>) -> Self::Result {
+        if self.find_live(&m.0).is_some() {
+            return Box::pin(async { Err(TriggerError::Live) });
+        }
+        let pipeline = self
+            .cfg
+            .analysis
+            .as_ref()
+            .and_then(|a| a.pipeline.clone());
+        let store = self.store.clone();
+        Box::pin(async move {
+            let pipeline = pipeline.ok_or(TriggerError::Disabled)?;
+            let rec = match store.send(Find(m.0)).await {
+                Ok(Ok(Some(r))) => r,
+                Ok(Ok(None)) => return Err(RegistryError::NotFound.into()),
+                Ok(Err(e)) => return Err(RegistryError::Store(e.to_string()).into()),
+                Err(e) => return Err(RegistryError::Store(e.to_string()).into()),
+            };
+            if rec.status == CallStatus::Active {
+                return Err(TriggerError::Live);
+            }
+            let id = rec.call_id.0.clone();
+            pipeline
+                .send(crate::pipeline::RunPipeline {
+                    record: Box::new(rec),
+                    trigger: "manual",
+                })
+                .await
+                .map_err(|_| TriggerError::Unavailable)??;
+            Ok(id)
         })
     }
 }

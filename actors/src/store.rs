@@ -43,6 +43,11 @@ impl SledStore {
         })
     }
 
+    /// Another tree of the same database (e.g. the notifier's dead letters).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name).map_err(io)
+    }
+
     /// Sessions stored as `active` were live when the engine stopped: mark
     /// them `interrupted`. Returns how many.
     pub fn mark_interrupted(

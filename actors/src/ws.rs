@@ -1,6 +1,16 @@
-//! Live pushes over WebSocket: `GET /ws/transcriptions?call_id=<optional>`.
-//! The only module that uses actix-web-actors (deprecated upstream in
-//! favour of actix-ws; swapping it touches nothing else).
+//! Live pushes over WebSocket. The only module that uses actix-web-actors
+//! (deprecated upstream in favour of actix-ws; swapping it touches nothing
+//! else). Three endpoints, one hub, the same back-pressure rules:
+//!
+//! * `GET /ws/transcriptions?call_id=`: `call_started`, `transcript`
+//!   partials and finals, `call_ended`.
+//! * `GET /ws/analytics?call_id=`: analysis snapshots and events
+//!   (`analysis_snapshot`, `sentiment_alert`, `entity_detected`,
+//!   `classification_changed`, `keyword_detected`, `hold_started`,
+//!   `hold_ended`, `analysis_completed`), plus `call_started`/`call_ended`.
+//! * `GET /ws/events?call_id=&types=a,b`: every call event of every kind
+//!   (media events such as `speech_started` or `dtmf`, transcript and
+//!   analysis events), optionally only the listed `type`s.
 //!
 //! * [`Hub`] (one actor, on the system arbiter) knows every connected
 //!   client and its filter. Calls publish to it (`call_started`,
@@ -22,7 +32,7 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,21 +49,75 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Largest client frame accepted.
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
-/// One push: JSON text, the call it is about, and whether it may be dropped.
+/// Which endpoints a push goes to (`/ws/events` gets every push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `/ws/transcriptions` and `/ws/analytics` (call start/end).
+    Call,
+    /// `/ws/transcriptions`.
+    Transcript,
+    /// `/ws/analytics`.
+    Analytics,
+    /// Only `/ws/events` (media events).
+    Events,
+}
+
+/// What a client listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Transcriptions,
+    Analytics,
+    Events,
+}
+
+impl Endpoint {
+    fn wants(self, c: Channel) -> bool {
+        matches!(
+            (self, c),
+            (Endpoint::Events, _)
+                | (Endpoint::Transcriptions, Channel::Call | Channel::Transcript)
+                | (Endpoint::Analytics, Channel::Call | Channel::Analytics)
+        )
+    }
+}
+
+/// One push: JSON text, the call it is about, its `type`, where it goes,
+/// and whether it may be dropped.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct Push {
     pub call_id: Arc<str>,
     pub json: Arc<str>,
-    /// Partials may be dropped for a slow client; finals and call events not.
+    /// The body's `"type"`.
+    pub kind: Arc<str>,
+    pub channel: Channel,
+    /// Partials and snapshots may be dropped for a slow client; finals and
+    /// events not.
     pub droppable: bool,
 }
 
 impl Push {
+    /// A push for `/ws/transcriptions` (and `/ws/events`).
     pub fn new(call_id: &str, body: Value, droppable: bool) -> Push {
+        let channel = match body.get("type").and_then(Value::as_str) {
+            Some("call_started" | "call_ended") => Channel::Call,
+            _ => Channel::Transcript,
+        };
+        Push::on(channel, call_id, body, droppable)
+    }
+
+    /// A push for the given channel.
+    pub fn on(channel: Channel, call_id: &str, body: Value, droppable: bool) -> Push {
+        let kind = body
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("event")
+            .into();
         Push {
             call_id: call_id.into(),
             json: body.to_string().into(),
+            kind,
+            channel,
             droppable,
         }
     }
@@ -112,7 +176,21 @@ impl ClientQueue {
 struct Client {
     addr: Addr<WsSession>,
     call: Option<String>,
+    endpoint: Endpoint,
+    /// `/ws/events?types=`: only these types (None: all).
+    types: Option<Arc<HashSet<String>>>,
     queue: ClientQueue,
+}
+
+impl Client {
+    fn wants(&self, p: &Push) -> bool {
+        self.call.as_deref().is_none_or(|f| f == &*p.call_id)
+            && self.endpoint.wants(p.channel)
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|t| t.contains(&*p.kind))
+    }
 }
 
 /// Every connected client.
@@ -164,7 +242,7 @@ impl Handler<Push> for Hub {
         self.pushed += 1;
         let mut gone = vec![];
         for (id, c) in self.clients.iter_mut() {
-            if c.call.as_deref().is_some_and(|f| f != &*p.call_id) {
+            if !c.wants(&p) {
                 continue;
             }
             let before = c.queue.dropped;
@@ -195,6 +273,8 @@ impl Handler<Push> for Hub {
 struct Join {
     addr: Addr<WsSession>,
     call: Option<String>,
+    endpoint: Endpoint,
+    types: Option<Arc<HashSet<String>>>,
 }
 
 impl Handler<Join> for Hub {
@@ -206,6 +286,8 @@ impl Handler<Join> for Hub {
             Client {
                 addr: j.addr,
                 call: j.call,
+                endpoint: j.endpoint,
+                types: j.types,
                 queue: ClientQueue::default(),
             },
         );
@@ -272,6 +354,8 @@ pub struct WsSession {
     hub: Addr<Hub>,
     id: u64,
     call: Option<String>,
+    endpoint: Endpoint,
+    types: Option<Arc<HashSet<String>>>,
     last_heard: Instant,
 }
 
@@ -284,6 +368,8 @@ impl Actor for WsSession {
             .send(Join {
                 addr: ctx.address(),
                 call: self.call.clone(),
+                endpoint: self.endpoint,
+                types: self.types.clone(),
             })
             .into_actor(self)
             .map(|r, act, ctx| match r {
@@ -302,9 +388,19 @@ impl Actor for WsSession {
             }
             ctx.ping(b"earshot");
         });
+        let mut types: Option<Vec<&String>> = self.types.as_ref().map(|t| t.iter().collect());
+        if let Some(t) = types.as_mut() {
+            t.sort();
+        }
         let hello = json!({
             "type": "connected",
             "call_id": self.call,
+            "endpoint": match self.endpoint {
+                Endpoint::Transcriptions => "transcriptions",
+                Endpoint::Analytics => "analytics",
+                Endpoint::Events => "events",
+            },
+            "types": types,
             "timestamp": chrono::Utc::now(),
         });
         ctx.text(hello.to_string());
@@ -408,6 +504,59 @@ pub async fn transcriptions(
     hub: web::Data<Addr<Hub>>,
     q: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    open(Endpoint::Transcriptions, req, stream, hub, q)
+}
+
+/// `GET /ws/analytics?call_id=`.
+pub async fn analytics(
+    req: HttpRequest,
+    stream: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    open(Endpoint::Analytics, req, stream, hub, q)
+}
+
+/// `GET /ws/events?call_id=&types=a,b`.
+pub async fn events(
+    req: HttpRequest,
+    stream: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    open(Endpoint::Events, req, stream, hub, q)
+}
+
+/// Most entries in `types=`.
+const MAX_TYPES: usize = 64;
+
+/// Parse `types=a,b` (None when absent or empty).
+pub fn parse_types(q: Option<&str>) -> Result<Option<HashSet<String>>, String> {
+    let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let mut out = HashSet::new();
+    for t in q.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "invalid event type {t:?} (letters, digits and _ only, at most 64)"
+            ));
+        }
+        out.insert(t.to_string());
+    }
+    if out.len() > MAX_TYPES {
+        return Err(format!("at most {MAX_TYPES} types"));
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+fn open(
+    endpoint: Endpoint,
+    req: HttpRequest,
+    stream: web::Payload,
+    hub: web::Data<Addr<Hub>>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, actix_web::Error> {
     let call = q.get("call_id").filter(|c| !c.is_empty()).cloned();
     if call.as_ref().is_some_and(|c| c.len() > 256) {
         return Ok(crate::http::invalid(
@@ -416,10 +565,19 @@ pub async fn transcriptions(
             "value_error",
         ));
     }
+    let types = match endpoint {
+        Endpoint::Events => match parse_types(q.get("types").map(String::as_str)) {
+            Ok(t) => t.map(Arc::new),
+            Err(e) => return Ok(crate::http::invalid(&["query", "types"], &e, "value_error")),
+        },
+        _ => None,
+    };
     let session = WsSession {
         hub: hub.get_ref().clone(),
         id: 0,
         call,
+        endpoint,
+        types,
         last_heard: Instant::now(),
     };
     ws::WsResponseBuilder::new(session, &req, stream)
@@ -484,5 +642,26 @@ mod tests {
         assert!(client_command(r#"{"type":"dance"}"#)
             .unwrap_err()
             .contains("unknown type"));
+    }
+
+    #[test]
+    fn endpoints_get_their_channels_and_types() {
+        use Channel::*;
+        let t = Endpoint::Transcriptions;
+        let a = Endpoint::Analytics;
+        let e = Endpoint::Events;
+        assert!(t.wants(Call) && t.wants(Transcript) && !t.wants(Analytics) && !t.wants(Events));
+        assert!(a.wants(Call) && a.wants(Analytics) && !a.wants(Transcript) && !a.wants(Events));
+        assert!([Call, Transcript, Analytics, Events].iter().all(|c| e.wants(*c)));
+        let started = Push::new("c", json!({"type": "call_started"}), false);
+        assert_eq!((started.channel, &*started.kind), (Call, "call_started"));
+        let fin = Push::new("c", json!({"type": "transcript"}), false);
+        assert_eq!(fin.channel, Transcript);
+        assert_eq!(parse_types(None), Ok(None));
+        assert_eq!(parse_types(Some(" , ")), Ok(None));
+        let ty = parse_types(Some("dtmf, hold_started,dtmf")).unwrap().unwrap();
+        assert_eq!(ty.len(), 2);
+        assert!(ty.contains("hold_started"));
+        assert!(parse_types(Some("dtmf,<script>")).is_err());
     }
 }

@@ -154,28 +154,39 @@ fn base_multilingual_detects_and_translates_french() {
         names.len()
     );
 
-    // task=translate: English words out of French audio.
+    // Translation on: the transcript stays French, and a second pass
+    // (task=translate) gives English words out of the French audio.
     let mut tr = recognizer(path, None, true);
     let t = texts("fr");
     let audio = prompt_16k(Path::new("/usr/share/asterisk/sounds/fr/agent-loginok.wav"));
     let h = tr.recognize(&audio).unwrap();
+    let english = h.translation.clone().expect("a translation of French speech");
     eprintln!(
-        "translate agent-loginok {:?} → {:?}",
-        t["agent-loginok"], h.text
+        "translate agent-loginok {:?} → {:?} / {:?}",
+        t["agent-loginok"], h.text, english
     );
-    let lower = h.text.to_lowercase();
+    assert_eq!(h.language.as_deref(), Some("fr"));
+    assert!(
+        wer::wer(&t["agent-loginok"], &h.text) <= 0.5,
+        "transcript not French: {:?}",
+        h.text
+    );
+    let lower = english.to_lowercase();
     assert!(
         ["you", "are", "now", "online", "connected", "logged"]
             .iter()
             .any(|w| lower.contains(w)),
-        "not English: {:?}",
-        h.text
+        "not English: {english:?}"
     );
     assert!(
-        wer::wer(&t["agent-loginok"], &h.text) > 0.5,
-        "still French: {:?}",
-        h.text
+        wer::wer(&t["agent-loginok"], &english) > 0.5,
+        "still French: {english:?}"
     );
+    // English speech is not translated.
+    let en = prompt_16k(Path::new("/usr/share/asterisk/sounds/en/agent-loginok.wav"));
+    let h = tr.recognize(&en).unwrap();
+    assert_eq!(h.language.as_deref(), Some("en"));
+    assert_eq!(h.translation, None);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct Hypothesis {
     pub confidence: f64,
     /// ISO 639-1 code of the language spoken (detected or configured).
     pub language: Option<String>,
+    /// English translation (finals of non-English speech, when asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation: Option<String>,
 }
 
 /// A final transcript segment, as stored and served (Call Sessions API

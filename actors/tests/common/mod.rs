@@ -12,6 +12,7 @@
 //! the test with a pointer to `scripts/setup`: never a silent pass.
 #![allow(dead_code)]
 
+pub mod http_receiver;
 pub mod rtp_send;
 pub mod two_party;
 pub mod ws_client;
@@ -295,7 +296,11 @@ impl Engine {
                 .arg("--media-ip")
                 .arg("127.0.0.1")
                 .arg("--data-dir")
-                .arg(&self.data_dir);
+                .arg(&self.data_dir)
+                .arg("--analysis-config-dir")
+                .arg(repo_root().join("config"))
+                .arg("--models-dir")
+                .arg(repo_root().join("models"));
             if let Some(d) = self.opts.answer_delay_ms {
                 cmd.arg("--answer-delay-ms").arg(d.to_string());
             }

@@ -1,0 +1,180 @@
+//! A call's progressive analysis actor.
+//!
+//! The `CallActor` starts one per call on an *analysis arbiter* (its own
+//! thread, apart from the SIP/HTTP/call loop and the media threads) and
+//! hands it every final segment ([`Analyse`], bounded mailbox, `try_send`;
+//! what does not fit waits in the call actor and is counted, never
+//! dropped). The actor runs the core's [`CallAnalysis`] on it, pushes the
+//! events an agent-assist screen reacts to on `/ws/analytics` (and
+//! `/ws/events`) at once, forwards alerts to the notifier, and sends the
+//! call actor a snapshot at most once a second, which the call stores with
+//! the session (so REST reads it through the registry like everything
+//! else). At the end the call asks for the last snapshot ([`TakeSnapshot`])
+//! and stops it.
+
+use crate::call::{AnalysisProgress, CallActor};
+use crate::notify::{Alert, Notifier};
+use crate::ws::{Channel, Hub, Push};
+use actix::prelude::*;
+use earshot::analysis::call::{AnalysisEvent, CallAnalysis, Progressive, TranslationWindow};
+use earshot::asr::Segment;
+use std::time::{Duration, Instant};
+
+/// Finals an analysis actor may hold before the call keeps them.
+pub const MAILBOX: usize = 256;
+/// How often a changed analysis is sent to the call.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+pub struct AnalysisActor {
+    call_id: String,
+    analysis: CallAnalysis,
+    call: Addr<CallActor>,
+    hub: Addr<Hub>,
+    notifier: Option<Addr<Notifier>>,
+    /// When the call started (segment times are relative to it).
+    call_start: Instant,
+    dirty: bool,
+}
+
+impl AnalysisActor {
+    pub fn new(
+        call_id: String,
+        analysis: CallAnalysis,
+        call: Addr<CallActor>,
+        hub: Addr<Hub>,
+        notifier: Option<Addr<Notifier>>,
+        call_start: Instant,
+    ) -> Self {
+        Self {
+            call_id,
+            analysis,
+            call,
+            hub,
+            notifier,
+            call_start,
+            dirty: false,
+        }
+    }
+
+    fn send_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if !self.dirty {
+            return;
+        }
+        match self
+            .call
+            .try_send(AnalysisProgress(Box::new(self.analysis.snapshot())))
+        {
+            Ok(()) => self.dirty = false,
+            // Full: the next tick tries again; closed: the call is gone.
+            Err(SendError::Full(_)) => {}
+            Err(SendError::Closed(_)) => ctx.stop(),
+        }
+    }
+
+    fn publish(&self, e: &AnalysisEvent, seg: &Segment) {
+        let mut body = serde_json::to_value(e).unwrap_or_default();
+        if let Some(o) = body.as_object_mut() {
+            o.insert("call_id".into(), serde_json::json!(self.call_id));
+            o.insert("timestamp".into(), serde_json::json!(chrono::Utc::now()));
+            o.entry("speaker")
+                .or_insert_with(|| serde_json::json!(seg.speaker));
+        }
+        if let Some(n) = &self.notifier {
+            if let Some(alert) = Alert::from_event(&self.call_id, e, &body) {
+                n.do_send(alert);
+            }
+        }
+        self.hub
+            .do_send(Push::on(Channel::Analytics, &self.call_id, body, false));
+    }
+}
+
+impl Actor for AnalysisActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        ctx.run_interval(SNAPSHOT_EVERY, |act, ctx| act.send_snapshot(ctx));
+    }
+}
+
+/// Analyse one final segment. `deferred`: it waited in the call actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Analyse {
+    pub segment: Segment,
+    pub deferred: bool,
+}
+
+impl Handler<Analyse> for AnalysisActor {
+    type Result = ();
+    fn handle(&mut self, m: Analyse, _: &mut Context<Self>) {
+        let t0 = Instant::now();
+        let seg = m.segment;
+        let events = self.analysis.push(&seg, chrono::Utc::now());
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // Speech ended at call start + end_time; the analysis is done now.
+        let since_speech = t0
+            .saturating_duration_since(self.call_start)
+            .as_secs_f64()
+            - seg.end_time
+            + ms / 1000.0;
+        self.analysis.record_latency(ms, Some(since_speech.max(0.0)));
+        if m.deferred {
+            self.analysis.count_deferred();
+        }
+        for e in &events {
+            self.publish(e, &seg);
+        }
+        if let Some(w) = self.analysis.state().windows.last() {
+            let st = self.analysis.state();
+            let update = serde_json::json!({
+                "type": "analysis_update",
+                "call_id": self.call_id,
+                "window": w,
+                "latest_classification": st.latest_classification,
+                "sentiment": st.sentiment,
+                "entity_count": st.entities.len(),
+                "analysis_ms": ms,
+                "timestamp": chrono::Utc::now(),
+            });
+            self.hub
+                .do_send(Push::on(Channel::Analytics, &self.call_id, update, true));
+        }
+        self.dirty = true;
+    }
+}
+
+/// A final's translation (from the recogniser's translate pass).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Translated(pub TranslationWindow);
+
+impl Handler<Translated> for AnalysisActor {
+    type Result = ();
+    fn handle(&mut self, m: Translated, _: &mut Context<Self>) {
+        let t = m.0;
+        let body = serde_json::json!({
+            "type": "translation",
+            "call_id": self.call_id,
+            "window": &t,
+            "timestamp": chrono::Utc::now(),
+        });
+        self.hub
+            .do_send(Push::on(Channel::Analytics, &self.call_id, body, false));
+        self.analysis.push_translation(t);
+        self.dirty = true;
+    }
+}
+
+/// The last snapshot; the actor stops after answering.
+#[derive(Message)]
+#[rtype(result = "Progressive")]
+pub struct TakeSnapshot;
+
+impl Handler<TakeSnapshot> for AnalysisActor {
+    type Result = MessageResult<TakeSnapshot>;
+    fn handle(&mut self, _: TakeSnapshot, ctx: &mut Context<Self>) -> Self::Result {
+        ctx.stop();
+        MessageResult(self.analysis.snapshot())
+    }
+}

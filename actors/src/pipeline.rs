@@ -1,0 +1,484 @@
+//! The post-call pipeline: when a call has ended and its last finals are
+//! in, the whole analysis runs once more over the whole call (the core's
+//! [`PostCallRun`]: analysis, translation, summary, QA), the result is
+//! stored with the session, and the agent service is told.
+//!
+//! One actor on its own arbiter (a dedicated thread: the stages are CPU
+//! work). Jobs wait in a bounded queue ([`RunPipeline`] answers
+//! `Overloaded` past `max_queue`, `AlreadyQueued` for a call already
+//! waiting or running); each stage runs in its own message, so status
+//! requests are answered between stages and progress is real. The
+//! per-call [`ProcessingInfo`] travels with the session record (stored at
+//! the `store` stage), so `/processing` is right after a restart too.
+
+use crate::notify::{Alert, Notifier};
+use crate::store::{Put, StoreActor};
+use crate::ws::{Channel, Hub, Push};
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use earshot::analysis::call::{
+    CallFacts, PostCallRun, ProcessingInfo, ProcessingStatus, Resources, STAGES,
+};
+use earshot::media::MediaEvent;
+use earshot::session::SessionRecord;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Completed runs remembered for the rate and averages.
+const HISTORY: usize = 200;
+
+struct Job {
+    record: Box<SessionRecord>,
+    info: ProcessingInfo,
+    run: Option<PostCallRun>,
+    t0: Option<Instant>,
+}
+
+pub struct PipelineActor {
+    res: Arc<Resources>,
+    store: Addr<StoreActor>,
+    hub: Addr<Hub>,
+    notifier: Option<Addr<Notifier>>,
+    max_queue: usize,
+    queue: VecDeque<Job>,
+    running: Option<Job>,
+    /// Finished runs: (when, wall ms, audio seconds, ok).
+    history: VecDeque<(DateTime<Utc>, f64, f64, bool)>,
+    completed: u64,
+    failed: u64,
+    /// Last status of runs this process did (for calls no longer queued).
+    recent: HashMap<String, ProcessingInfo>,
+}
+
+impl PipelineActor {
+    pub fn new(
+        res: Arc<Resources>,
+        store: Addr<StoreActor>,
+        hub: Addr<Hub>,
+        notifier: Option<Addr<Notifier>>,
+        max_queue: usize,
+    ) -> Self {
+        Self {
+            res,
+            store,
+            hub,
+            notifier,
+            max_queue,
+            queue: VecDeque::new(),
+            running: None,
+            history: VecDeque::new(),
+            completed: 0,
+            failed: 0,
+            recent: HashMap::new(),
+        }
+    }
+
+    /// Mean wall milliseconds per second of audio over recent runs.
+    fn ms_per_audio_second(&self) -> Option<f64> {
+        let (ms, audio) = self
+            .history
+            .iter()
+            .filter(|h| h.3)
+            .fold((0.0, 0.0), |(m, a), h| (m + h.1, a + h.2));
+        (audio > 0.0).then(|| ms / audio)
+    }
+
+    fn estimate(&self, info: &ProcessingInfo) -> Option<DateTime<Utc>> {
+        let per = self.ms_per_audio_second()?;
+        let start = info.started_at?;
+        Some(start + chrono::Duration::milliseconds((per * info.audio_seconds).ceil() as i64))
+    }
+
+    fn start_next(&mut self, ctx: &mut Context<Self>) {
+        if self.running.is_some() {
+            return;
+        }
+        let Some(mut job) = self.queue.pop_front() else {
+            return;
+        };
+        let facts = facts_of(&job.record);
+        let translations = job
+            .record
+            .analysis
+            .progressive
+            .as_ref()
+            .map(|p| p.translation_windows.clone())
+            .unwrap_or_default();
+        job.run = Some(PostCallRun::new(
+            self.res.clone(),
+            job.record.transcript_segments.clone(),
+            translations,
+            facts,
+        ));
+        job.t0 = Some(Instant::now());
+        self.running = Some(job);
+        ctx.notify(Step);
+    }
+
+    fn finish(&mut self, mut job: Job, ok: bool, ctx: &mut Context<Self>) {
+        let ms = job.t0.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+        job.info.duration_ms = Some(ms);
+        job.info.completed_at = Some(Utc::now());
+        job.info.current_stage = None;
+        job.info.processing_status = if ok {
+            ProcessingStatus::Completed
+        } else {
+            ProcessingStatus::Failed
+        };
+        if ok {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+        }
+        self.history
+            .push_back((Utc::now(), ms, job.info.audio_seconds, ok));
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        let id = job.record.call_id.0.clone();
+        tracing::info!(call_id = %id, ok, ms = format!("{ms:.1}"), audio_s = job.info.audio_seconds, "post-call pipeline finished");
+        self.recent.insert(id, job.info);
+        if self.recent.len() > 10 * HISTORY {
+            self.recent.clear();
+        }
+        self.start_next(ctx);
+    }
+}
+
+/// QA and insight facts from a session record: the agent (metadata role,
+/// else the first speaker), holds, silence gaps and overlaps from the
+/// talk-time analysis.
+pub fn facts_of(rec: &SessionRecord) -> CallFacts {
+    let now = rec.end_time.unwrap_or_else(Utc::now);
+    let duration = rec.duration_secs(now);
+    let agent = rec
+        .participants
+        .iter()
+        .find(|p| p.role.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("agent")))
+        .and_then(|p| {
+            rec.streams
+                .iter()
+                .find(|s| s.participant_id.as_ref() == Some(&p.participant_id))
+                .map(|s| rec.speaker_of(&s.label).1)
+        });
+    let mut holds = vec![];
+    for e in &rec.events {
+        if let MediaEvent::HoldEnded { start_ms, end_ms } = e.event {
+            holds.push((start_ms as f64 / 1000.0, end_ms as f64 / 1000.0));
+        }
+    }
+    // Speech of everyone, merged: gaps are the stretches between.
+    let mut regions: Vec<(f64, f64)> = rec
+        .streams
+        .iter()
+        .flat_map(|s| s.speech.iter())
+        .map(|r| (r.start_ms as f64 / 1000.0, r.end_ms as f64 / 1000.0))
+        .collect();
+    regions.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut gaps = vec![];
+    let mut overlaps = 0u32;
+    let mut end: Option<f64> = None;
+    for (a, b) in regions {
+        match end {
+            Some(e) if a > e => {
+                gaps.push((e, a));
+                end = Some(b);
+            }
+            Some(e) => {
+                if a < e {
+                    overlaps += 1;
+                }
+                end = Some(e.max(b));
+            }
+            None => end = Some(b),
+        }
+    }
+    // Holds are not dead air.
+    gaps.retain(|(a, b)| !holds.iter().any(|(h0, h1)| a < h1 && b > h0));
+    CallFacts {
+        duration,
+        agent,
+        holds,
+        silence_gaps: gaps,
+        overlap_instances: overlaps,
+    }
+}
+
+impl Actor for PipelineActor {
+    type Context = Context<Self>;
+}
+
+/// Why a run was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PipelineError {
+    #[error("the post-call pipeline is already queued or running for this call")]
+    AlreadyQueued,
+    #[error("the post-call pipeline queue is full; try again later")]
+    Overloaded,
+}
+
+/// Queue a run for an ended call.
+#[derive(Message)]
+#[rtype(result = "Result<(), PipelineError>")]
+pub struct RunPipeline {
+    pub record: Box<SessionRecord>,
+    /// `auto` or `manual`.
+    pub trigger: &'static str,
+}
+
+impl Handler<RunPipeline> for PipelineActor {
+    type Result = Result<(), PipelineError>;
+    fn handle(&mut self, m: RunPipeline, ctx: &mut Context<Self>) -> Self::Result {
+        let id = &m.record.call_id;
+        if self.running.as_ref().is_some_and(|j| &j.record.call_id == id)
+            || self.queue.iter().any(|j| &j.record.call_id == id)
+        {
+            return Err(PipelineError::AlreadyQueued);
+        }
+        if self.queue.len() >= self.max_queue {
+            return Err(PipelineError::Overloaded);
+        }
+        let audio = m.record.total_audio_duration;
+        self.queue.push_back(Job {
+            info: ProcessingInfo::queued(m.trigger, Utc::now(), audio),
+            record: m.record,
+            run: None,
+            t0: None,
+        });
+        self.start_next(ctx);
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Step;
+
+impl Handler<Step> for PipelineActor {
+    type Result = ();
+    fn handle(&mut self, _: Step, ctx: &mut Context<Self>) {
+        let Some(job) = self.running.as_mut() else {
+            return;
+        };
+        let now = Utc::now();
+        let stage = job.run.as_ref().and_then(PostCallRun::next_stage);
+        if let Some(stage) = stage {
+            job.info.begin(stage, now);
+            let run = job.run.as_mut();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run.map(|r| r.step(now))
+            }));
+            match result {
+                Ok(_) => {
+                    job.info.done();
+                    ctx.notify(Step);
+                }
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    tracing::error!(call_id = %job.record.call_id, stage, error = %msg, "post-call stage failed");
+                    job.info.errors.push(format!("{stage}: {msg}"));
+                    let job = self.running.take();
+                    if let Some(job) = job {
+                        self.finish(job, false, ctx);
+                    }
+                }
+            }
+            return;
+        }
+        // Analysis stages done: store, then notify.
+        let Some(mut job) = self.running.take() else {
+            return;
+        };
+        let post = job.run.take().map(|r| r.finish(now));
+        job.info.begin("store", now);
+        let mut record = job.record.clone();
+        record.analysis.post_call = post;
+        let mut info = job.info.clone();
+        info.done();
+        info.begin("notify", now);
+        record.analysis.processing = Some(info);
+        self.running = Some(job);
+        self.store
+            .send(Put {
+                record: (*record).clone(),
+                durable: true,
+            })
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                let Some(mut job) = act.running.take() else {
+                    return;
+                };
+                match res {
+                    Ok(Ok(())) => {
+                        job.info.done();
+                        job.info.begin("notify", Utc::now());
+                        let summary = record.analysis.post_call.as_ref().map(|p| {
+                            serde_json::json!({
+                                "summary": p.summary.as_ref().map(|s| &s.text),
+                                "classification": p.classification,
+                                "qa_score": p.qa.as_ref().map(|q| q.overall_qa_score),
+                                "qa_grade": p.qa.as_ref().map(|q| &q.grade),
+                                "entities": p.entities_by_label,
+                                "insights": p.insights,
+                            })
+                        });
+                        let body = serde_json::json!({
+                            "type": "analysis_completed",
+                            "call_id": record.call_id,
+                            "status": record.status,
+                            "trigger": job.info.trigger,
+                            "analysis": summary,
+                            "timestamp": Utc::now(),
+                        });
+                        if let Some(n) = &act.notifier {
+                            n.do_send(Alert {
+                                event: "analysis_completed".into(),
+                                call_id: record.call_id.0.clone(),
+                                data: body.clone(),
+                            });
+                        }
+                        act.hub.do_send(Push::on(
+                            Channel::Analytics,
+                            &record.call_id.0,
+                            body,
+                            false,
+                        ));
+                        job.info.done();
+                        act.finish(job, true, ctx);
+                    }
+                    other => {
+                        let msg = format!("store: {other:?}");
+                        tracing::error!(call_id = %record.call_id, error = %msg, "post-call result not stored");
+                        job.info.errors.push(msg);
+                        act.finish(job, false, ctx);
+                    }
+                }
+            })
+            .wait(ctx);
+    }
+}
+
+/// A call's pipeline status, when this process knows it (queued, running,
+/// or finished since start).
+#[derive(Message)]
+#[rtype(result = "Option<ProcessingView>")]
+pub struct GetProcessing(pub String);
+
+/// `/processing` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessingView {
+    #[serde(flatten)]
+    pub info: ProcessingInfo,
+    pub progress_percentage: f64,
+    pub estimated_completion: Option<DateTime<Utc>>,
+    /// Jobs ahead of this one.
+    pub queue_position: Option<usize>,
+}
+
+impl PipelineActor {
+    pub fn view(&self, info: &ProcessingInfo, pos: Option<usize>) -> ProcessingView {
+        let estimated_completion = match info.processing_status {
+            ProcessingStatus::Completed | ProcessingStatus::Failed => info.completed_at,
+            _ => self.estimate(info),
+        };
+        ProcessingView {
+            info: info.clone(),
+            progress_percentage: info.progress_percentage(),
+            estimated_completion,
+            queue_position: pos,
+        }
+    }
+}
+
+impl Handler<GetProcessing> for PipelineActor {
+    type Result = Option<ProcessingView>;
+    fn handle(&mut self, m: GetProcessing, _: &mut Context<Self>) -> Self::Result {
+        if let Some(j) = self.running.as_ref().filter(|j| j.record.call_id.0 == m.0) {
+            return Some(self.view(&j.info, Some(0)));
+        }
+        if let Some((i, j)) = self
+            .queue
+            .iter()
+            .enumerate()
+            .find(|(_, j)| j.record.call_id.0 == m.0)
+        {
+            return Some(self.view(&j.info, Some(i + 1)));
+        }
+        self.recent.get(&m.0).map(|i| self.view(i, None))
+    }
+}
+
+/// `/api/v1/calls/processing/status` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    pub queue_size: usize,
+    pub max_queue: usize,
+    pub active_processors: usize,
+    pub processors: usize,
+    pub completed: u64,
+    pub failed: u64,
+    /// Runs finished in the last minute.
+    pub rate_per_minute: usize,
+    pub average_latency_ms: Option<f64>,
+    /// Pipeline wall time per minute of call audio.
+    pub average_ms_per_audio_minute: Option<f64>,
+    pub stages: Vec<&'static str>,
+    pub pipeline_config: serde_json::Value,
+    pub running: Option<String>,
+}
+
+#[derive(Message)]
+#[rtype(result = "PipelineStatus")]
+pub struct GetPipelineStatus;
+
+impl Handler<GetPipelineStatus> for PipelineActor {
+    type Result = MessageResult<GetPipelineStatus>;
+    fn handle(&mut self, _: GetPipelineStatus, _: &mut Context<Self>) -> Self::Result {
+        let minute_ago = Utc::now() - chrono::Duration::seconds(60);
+        let ok: Vec<f64> = self
+            .history
+            .iter()
+            .filter(|h| h.3)
+            .map(|h| h.1)
+            .collect();
+        MessageResult(PipelineStatus {
+            queue_size: self.queue.len(),
+            max_queue: self.max_queue,
+            active_processors: usize::from(self.running.is_some()),
+            processors: 1,
+            completed: self.completed,
+            failed: self.failed,
+            rate_per_minute: self.history.iter().filter(|h| h.0 >= minute_ago).count(),
+            average_latency_ms: (!ok.is_empty()).then(|| ok.iter().sum::<f64>() / ok.len() as f64),
+            average_ms_per_audio_minute: self.ms_per_audio_second().map(|v| v * 60.0),
+            stages: STAGES.to_vec(),
+            pipeline_config: pipeline_config(&self.res),
+            running: self.running.as_ref().map(|j| j.record.call_id.0.clone()),
+        })
+    }
+}
+
+/// What the pipeline is configured to do (for `/processing`).
+pub fn pipeline_config(res: &Resources) -> serde_json::Value {
+    let c = &res.config;
+    serde_json::json!({
+        "stages": STAGES,
+        "sentiment": c.sentiment,
+        "keywords": c.keywords,
+        "entities": c.entities,
+        "classification": c.classification,
+        "taxonomy": c.taxonomy,
+        "semantic_classification": c.semantic,
+        "summary": c.summary,
+        "summary_sentences": c.summary_sentences,
+        "qa": c.qa,
+        "translation": c.translation,
+        "redact_pii": c.redact_pii,
+    })
+}
