@@ -428,7 +428,11 @@ fn export_text(
                     .map(|s| format!(" / {s}"))
                     .unwrap_or_default()
             );
-            let _ = writeln!(t, "Intervention: {}", c.intervention);
+            let _ = writeln!(
+                t,
+                "Intervention: {}",
+                c.intervention.as_deref().unwrap_or("-")
+            );
             let _ = writeln!(t, "Priority: {}", c.priority);
             let _ = writeln!(t, "Confidence: {:.2}", c.confidence);
         }

@@ -74,7 +74,7 @@ impl Alert {
                 "keyword_detected"
             }
             AnalysisEvent::ClassificationChanged { classification, .. }
-                if classification.priority == "high" =>
+                if classification.priority == earshot::analysis::taxonomy::Priority::High =>
             {
                 "classification_changed"
             }

@@ -24,7 +24,7 @@ use super::sentiment::{
 };
 use super::summary::{Summarizer, Summary};
 use super::taxonomy::{Classification, Classifier, Taxonomy};
-use super::{AnalysisError, SentenceEncoder};
+use super::AnalysisError;
 use crate::asr::Segment;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -341,13 +341,6 @@ impl CallAnalysis {
             summarizer: Summarizer::default(),
             state,
             total_ms: 0.0,
-        }
-    }
-
-    /// Use a sentence encoder for semantic classification.
-    pub fn set_encoder(&mut self, enc: Box<dyn SentenceEncoder>) {
-        if let Some(c) = self.classifier.as_mut() {
-            c.set_encoder(enc);
         }
     }
 
@@ -743,7 +736,7 @@ impl PostCallRun {
             hold_seconds: self.facts.holds.iter().map(|(a, b)| (b - a).max(0.0)).sum(),
             watched_phrases: watched,
             missing_compliance: p.missing_compliance.clone(),
-            priority: p.latest_classification.as_ref().map(|c| c.priority.clone()),
+            priority: p.latest_classification.as_ref().map(|c| c.priority.to_string()),
         };
         PostCall {
             completed_at: now,
