@@ -500,7 +500,7 @@ impl Rubric {
                     passed: o.passed,
                     weight: c.weight,
                     evidence: o.evidence,
-                    time: o.time,
+                    time: o.time.map(|t| (t * 100.0).round() / 100.0),
                     value: o.value,
                 });
         }

@@ -26,8 +26,8 @@
 //!   courtesies, recording disclosure, "is there anything else") are not
 //!   content and multiply the score by 0.25; introductions and empathy
 //!   formulas ("my name is", "I understand") by 0.5. A sentence with no
-//!   content term left (greeting-only, closing-only) or shorter than
-//!   `min_words` is never picked. The best `n` are taken, skipping one whose
+//!   content word left (greeting-only, closing-only, numbers only) or
+//!   shorter than `min_words` is never picked. The best `n` are taken, skipping one whose
 //!   content terms are mostly (≥ 70 %) those of a sentence already taken,
 //!   and returned in time order. Cost: O(call sentences · log), so it runs
 //!   on snapshots and post-call only, never per segment.
@@ -49,288 +49,28 @@ pub const MAX_REPEAT_UNIT: usize = 24;
 /// cut-off copies.
 pub const RECENT: usize = 4;
 
-/// Function words and conversational fillers: never content.
-pub const STOP_WORDS: &[&str] = &[
-    "a",
-    "about",
-    "above",
-    "after",
-    "again",
-    "against",
-    "all",
-    "am",
-    "an",
-    "and",
-    "any",
-    "are",
-    "aren't",
-    "as",
-    "at",
-    "be",
-    "because",
-    "been",
-    "before",
-    "being",
-    "below",
-    "between",
-    "both",
-    "but",
-    "by",
-    "can",
-    "can't",
-    "cannot",
-    "could",
-    "couldn't",
-    "did",
-    "didn't",
-    "do",
-    "does",
-    "doesn't",
-    "doing",
-    "don't",
-    "down",
-    "during",
-    "each",
-    "few",
-    "for",
-    "from",
-    "further",
-    "had",
-    "hadn't",
-    "has",
-    "hasn't",
-    "have",
-    "haven't",
-    "having",
-    "he",
-    "he'd",
-    "he'll",
-    "he's",
-    "her",
-    "here",
-    "here's",
-    "hers",
-    "herself",
-    "him",
-    "himself",
-    "his",
-    "how",
-    "how's",
-    "i",
-    "i'd",
-    "i'll",
-    "i'm",
-    "i've",
-    "if",
-    "in",
-    "into",
-    "is",
-    "isn't",
-    "it",
-    "it's",
-    "its",
-    "itself",
-    "let's",
-    "me",
-    "more",
-    "most",
-    "mustn't",
-    "my",
-    "myself",
-    "no",
-    "nor",
-    "not",
-    "of",
-    "off",
-    "on",
-    "once",
-    "only",
-    "or",
-    "other",
-    "ought",
-    "our",
-    "ours",
-    "ourselves",
-    "out",
-    "over",
-    "own",
-    "same",
-    "shan't",
-    "she",
-    "she'd",
-    "she'll",
-    "she's",
-    "should",
-    "shouldn't",
-    "so",
-    "some",
-    "such",
-    "than",
-    "that",
-    "that's",
-    "the",
-    "their",
-    "theirs",
-    "them",
-    "themselves",
-    "then",
-    "there",
-    "there's",
-    "these",
-    "they",
-    "they'd",
-    "they'll",
-    "they're",
-    "they've",
-    "this",
-    "those",
-    "through",
-    "to",
-    "too",
-    "under",
-    "until",
-    "up",
-    "very",
-    "was",
-    "wasn't",
-    "we",
-    "we'd",
-    "we'll",
-    "we're",
-    "we've",
-    "were",
-    "weren't",
-    "what",
-    "what's",
-    "when",
-    "when's",
-    "where",
-    "where's",
-    "which",
-    "while",
-    "who",
-    "who's",
-    "whom",
-    "why",
-    "why's",
-    "with",
-    "won't",
-    "would",
-    "wouldn't",
-    "you",
-    "you'd",
-    "you'll",
-    "you're",
-    "you've",
-    "your",
-    "yours",
-    "yourself",
-    "yourselves",
-    "will",
-    "just",
-    "also",
-    "may",
-    "might",
-    "must",
-    "shall",
-    "us",
-    "let",
-    "get",
-    "got",
-    "gonna",
-    "wanna",
-    "okay",
-    "ok",
-    "yes",
-    "yeah",
-    "yep",
-    "no",
-    "nope",
-    "oh",
-    "ah",
-    "uh",
-    "um",
-    "umm",
-    "er",
-    "erm",
-    "hmm",
-    "mm",
-    "mhm",
-    "like",
-    "well",
-    "right",
-    "sure",
-    "really",
-    "actually",
-    "basically",
-    "please",
-    "thank",
-    "thanks",
-    "hello",
-    "hi",
-    "hey",
-    "bye",
-    "goodbye",
-    "sorry",
-    "great",
-    "good",
-    "fine",
-    "alright",
-    "excellent",
-    "perfect",
-    "lot",
-    "much",
-    "many",
-    "one",
-    "thing",
-    "something",
-    "anything",
-    "everything",
-    "know",
-    "think",
-    "see",
-    "say",
-    "said",
-    "tell",
-    "told",
-    "help",
-    "today",
-    "now",
-    "moment",
-    "zero",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-    "thirty",
-    "forty",
-    "fifty",
-    "sixty",
-    "seventy",
-    "eighty",
-    "ninety",
-    "hundred",
-    "thousand",
-    "million",
-    "first",
-    "second",
-    "third",
-];
+/// Function words, conversational fillers and spelled-out numbers,
+/// whitespace-separated: never content.
+pub const STOP_WORDS: &str = "\
+a about above after again against all am an and any are aren't as at be because been \
+before being below between both but by can can't cannot could couldn't did didn't do \
+does doesn't doing don't down during each few for from further had hadn't has hasn't \
+have haven't having he he'd he'll he's her here here's hers herself him himself his how \
+how's i i'd i'll i'm i've if in into is isn't it it's its itself let's me more most \
+mustn't my myself no nor not of off on once only or other ought our ours ourselves out \
+over own same shan't she she'd she'll she's should shouldn't so some such than that \
+that's the their theirs them themselves then there there's these they they'd they'll \
+they're they've this those through to too under until up very was wasn't we we'd we'll \
+we're we've were weren't what what's when when's where where's which while who who's \
+whom why why's with won't would wouldn't you you'd you'll you're you've your yours \
+yourself yourselves will just also may might must shall us let get got gonna wanna okay \
+ok yes yeah yep no nope oh ah uh um umm er erm hmm mm mhm like well right sure really \
+actually basically please thank thanks hello hi hey bye goodbye sorry great good fine \
+alright excellent perfect lot much many one thing something anything everything know \
+think see say said tell told help today now moment zero two three four five six seven \
+eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen \
+nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million \
+first second third";
 
 /// Courtesy formulas: their words are not content, and a sentence holding
 /// one scores ×0.25 (`*` stands for any one word).
@@ -693,19 +433,23 @@ fn fold(w: &str) -> String {
     }
 }
 
-/// `new` is a cut-off copy of `old`: same words, the last one possibly cut.
+/// `new` is a cut-off copy of `old`: same words, the last one possibly cut
+/// (two words at least: "No." is not a cut "Nobody came.").
 fn cut_copy(new: &[String], old: &[String]) -> bool {
     let Some((last, head)) = new.split_last() else {
         return false;
     };
-    new.len() <= old.len() && old[..head.len()] == *head && old[head.len()].starts_with(last)
+    !head.is_empty()
+        && new.len() <= old.len()
+        && old[..head.len()] == *head
+        && old[head.len()].starts_with(last)
 }
 
 impl Summarizer {
     pub fn new(cfg: SummaryConfig) -> Self {
         let stop = STOP_WORDS
-            .iter()
-            .map(|s| s.to_string())
+            .split_whitespace()
+            .map(str::to_string)
             .chain(cfg.extra_stop_words.iter().flat_map(|s| normalize(s)))
             .collect();
         // The shipped phrases are valid; a bad configured one is skipped
@@ -831,7 +575,8 @@ impl Summarizer {
     }
 
     fn score(&self, c: &Candidate) -> f64 {
-        if c.words < self.cfg.min_words || c.terms.is_empty() {
+        // Numbers alone ("7, 8, 7.") say nothing without a word around them.
+        if c.words < self.cfg.min_words || c.terms.iter().all(|t| t.starts_with('#')) {
             return 0.0;
         }
         let n = self.candidates.len() as f64;
@@ -970,6 +715,7 @@ mod tests {
         assert!(!cut_copy(&w("Thank you, Bob"), &w("Thank you, Amina.")));
         assert!(!cut_copy(&w("a b c d"), &w("a b c")));
         assert!(!cut_copy(&[], &w("a")));
+        assert!(!cut_copy(&w("No."), &w("Nobody came.")));
     }
 
     #[test]
@@ -996,6 +742,16 @@ mod tests {
         s.push(&seg(0, "B", 0.0, "Call me back on 0 7 1 2 3 4 5 please."));
         assert_eq!(s.tf.get("#0712345"), Some(&1));
         assert_eq!(s.term_count("back"), 1);
+        s.push(&seg(1, "B", 3.0, "7, 8, 7."));
+        assert_eq!(s.sentence_count(), 2);
+        assert_eq!(
+            s.summary(5)
+                .sentences
+                .iter()
+                .map(|x| x.segment_id)
+                .collect::<Vec<_>>(),
+            [0]
+        );
     }
 
     #[test]
