@@ -49,9 +49,14 @@ fn main() {
     let now = chrono::Utc::now();
     println!("analysis per final (one thread; all analysers on, default config):");
     for n in ns {
-        let mut states: Vec<CallAnalysis> = (0..n).map(|_| CallAnalysis::new(res.clone())).collect();
+        let mut states: Vec<CallAnalysis> =
+            (0..n).map(|_| CallAnalysis::new(res.clone())).collect();
         let mut lat = vec![];
-        let rounds = calls.iter().map(|c| c.transcript_segments.len()).max().unwrap_or(0);
+        let rounds = calls
+            .iter()
+            .map(|c| c.transcript_segments.len())
+            .max()
+            .unwrap_or(0);
         // Warm-up call (first-use costs) not counted.
         for s in &calls[0].transcript_segments {
             CallAnalysis::new(res.clone()).push(s, now);

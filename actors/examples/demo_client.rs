@@ -54,10 +54,15 @@ fn main() -> anyhow::Result<()> {
     let enc = ws_client::url_encode;
 
     // Listen first, so nothing is missed.
+    // One socket for everything: /ws/events with the types the demo shows.
+    let types = "call_started,transcript,call_ended,entity_detected,classification_changed,\
+                 keyword_detected,sentiment_alert,hold_started,hold_ended,translation,\
+                 analysis_completed";
     let url = format!(
-        "ws://{}/ws/transcriptions?call_id={}",
+        "ws://{}/ws/events?call_id={}&types={}",
         a.http,
-        enc(&a.call_id)
+        enc(&a.call_id),
+        types
     );
     let mut ws = ws_client::connect_url(&url, Duration::from_millis(100))?;
 
@@ -90,7 +95,9 @@ fn main() -> anyhow::Result<()> {
         "demo: call {} is live; sending participant a to port {} and b to port {}",
         a.call_id, ports[0], ports[1]
     );
-    println!("demo: live transcript from the WebSocket (partials in grey, finals in bold):\n");
+    println!(
+        "demo: live transcript and analysis from the WebSocket (partials in grey, finals in bold, analysis in cyan):\n"
+    );
     let start_at = Instant::now() + Duration::from_millis(100);
     let senders: Vec<rtp_send::RtpSender> = ["a", "b"]
         .iter()
@@ -110,6 +117,7 @@ fn main() -> anyhow::Result<()> {
 
     let t0 = Instant::now();
     let mut ended = false;
+    let mut analysed = false;
     let mut partial_shown = false;
     let mut out = std::io::stdout();
     loop {
@@ -145,6 +153,64 @@ fn main() -> anyhow::Result<()> {
                         partial_shown = true;
                     }
                     "call_started" => writeln!(out, "[{clock:6.1}s] call_started")?,
+                    kind @ ("entity_detected"
+                    | "classification_changed"
+                    | "keyword_detected"
+                    | "sentiment_alert"
+                    | "hold_started"
+                    | "hold_ended"
+                    | "translation"
+                    | "analysis_completed") => {
+                        if partial_shown {
+                            write!(out, "\r\x1b[2K")?;
+                            partial_shown = false;
+                        }
+                        let what = match kind {
+                            "entity_detected" => format!(
+                                "{} {:?}{}",
+                                s(&v["label"]),
+                                s(&v["text"]),
+                                v["normalized"]
+                                    .as_str()
+                                    .filter(|n| *n != s(&v["text"]))
+                                    .map(|n| format!(" = {n}"))
+                                    .unwrap_or_default()
+                            ),
+                            "classification_changed" => format!(
+                                "{} / {} (priority {}, intervention {}, confidence {:.2})",
+                                s(&v["main_category"]),
+                                s(&v["sub_category"]),
+                                s(&v["priority"]),
+                                v["intervention"].as_str().unwrap_or("-"),
+                                v["confidence"].as_f64().unwrap_or(0.0)
+                            ),
+                            "keyword_detected" => {
+                                format!(
+                                    "{}: {:?} by {}",
+                                    s(&v["list"]),
+                                    s(&v["phrase"]),
+                                    s(&v["speaker"])
+                                )
+                            }
+                            "sentiment_alert" => format!(
+                                "{} negative {} times in a row",
+                                s(&v["speaker"]),
+                                v["streak"]
+                            ),
+                            "hold_started" | "hold_ended" => s(&v["speaker"]).to_string(),
+                            "translation" => s(&v["window"]["translation"]).to_string(),
+                            _ => {
+                                analysed = true;
+                                format!(
+                                    "QA {} ({}), summary: {}",
+                                    v["analysis"]["qa_score"],
+                                    s(&v["analysis"]["qa_grade"]),
+                                    s(&v["analysis"]["summary"])
+                                )
+                            }
+                        };
+                        writeln!(out, "[{clock:6.1}s] \x1b[36m{kind}: {what}\x1b[0m")?;
+                    }
                     "call_ended" => {
                         if partial_shown {
                             writeln!(out)?;
@@ -174,14 +240,23 @@ fn main() -> anyhow::Result<()> {
                 ))
                 .send()?
                 .json()?;
-            if s(&t["transcription_status"]) == "complete" {
+            let p: Value = http
+                .get(format!(
+                    "{base}/api/v1/calls/{}/processing",
+                    enc(&a.call_id)
+                ))
+                .send()?
+                .json()?;
+            let analysis_off = p["pipeline_config"]["analysis"] == Value::Bool(false);
+            if s(&t["transcription_status"]) == "complete" && (analysed || analysis_off) {
                 break;
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     for snd in senders {
         snd.finish();
     }
-    println!("\ndemo: transcript complete");
+    println!("\ndemo: transcript and post-call analysis complete");
     Ok(())
 }

@@ -113,12 +113,11 @@ impl Handler<Analyse> for AnalysisActor {
         let events = self.analysis.push(&seg, chrono::Utc::now());
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         // Speech ended at call start + end_time; the analysis is done now.
-        let since_speech = t0
-            .saturating_duration_since(self.call_start)
-            .as_secs_f64()
+        let since_speech = t0.saturating_duration_since(self.call_start).as_secs_f64()
             - seg.end_time
             + ms / 1000.0;
-        self.analysis.record_latency(ms, Some(since_speech.max(0.0)));
+        self.analysis
+            .record_latency(ms, Some(since_speech.max(0.0)));
         if m.deferred {
             self.analysis.count_deferred();
         }

@@ -181,10 +181,7 @@ async fn translation(reg: Registry, svc: Svc, path: web::Path<String>) -> HttpRe
         Err(e) => return e,
     };
     let p = latest(&rec);
-    let enabled = svc
-        .analysis
-        .as_ref()
-        .is_some_and(|r| r.config.translation);
+    let enabled = svc.analysis.as_ref().is_some_and(|r| r.config.translation);
     HttpResponse::Ok().json(json!({
         "call_id": rec.call_id,
         "cumulative_translation": p.cumulative_translation(),
@@ -272,7 +269,10 @@ async fn export(
             .content_type("text/plain; charset=utf-8")
             .insert_header((
                 "content-disposition",
-                format!("attachment; filename=\"call-{}.txt\"", safe_name(&rec.call_id.0)),
+                format!(
+                    "attachment; filename=\"call-{}.txt\"",
+                    safe_name(&rec.call_id.0)
+                ),
             ))
             .body(text);
     }
@@ -327,7 +327,13 @@ async fn export(
 
 fn safe_name(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -372,12 +378,22 @@ fn export_text(
         .collect();
     let _ = writeln!(t, "Participants: {}", names.join(", "));
     let _ = writeln!(t);
-    let _ = writeln!(t, "--- ORIGINAL TRANSCRIPT ({}) ---", language_name(language));
+    let _ = writeln!(
+        t,
+        "--- ORIGINAL TRANSCRIPT ({}) ---",
+        language_name(language)
+    );
     if segs.is_empty() {
         let _ = writeln!(t, "(no speech transcribed)");
     }
     for s in segs {
-        let _ = writeln!(t, "[{:>7.1}s] {}: {}", s.start_time, s.speaker, s.text.trim());
+        let _ = writeln!(
+            t,
+            "[{:>7.1}s] {}: {}",
+            s.start_time,
+            s.speaker,
+            s.text.trim()
+        );
     }
     let _ = writeln!(t);
     let _ = writeln!(t, "--- ENGLISH TRANSLATION ---");
@@ -389,12 +405,17 @@ fn export_text(
             let _ = writeln!(t, "(the call is in English; no translation needed)");
         }
         _ => {
-            let _ = writeln!(t, "(no translation: translation is off or the recogniser cannot translate)");
+            let _ = writeln!(
+                t,
+                "(no translation: translation is off or the recogniser cannot translate)"
+            );
         }
     }
     let _ = writeln!(t);
     let _ = writeln!(t, "--- NAMED ENTITIES ---");
-    let by = post.map(|p| p.entities_by_label.clone()).unwrap_or_default();
+    let by = post
+        .map(|p| p.entities_by_label.clone())
+        .unwrap_or_default();
     let names = [
         ("PERSON", "Persons"),
         ("LOCATION", "Locations"),
@@ -411,7 +432,10 @@ fn export_text(
         let v = by.get(label).map(|v| v.join(", ")).unwrap_or_default();
         let _ = writeln!(t, "{title}: {}", if v.is_empty() { "-" } else { &v });
     }
-    for (label, v) in by.iter().filter(|(l, _)| !names.iter().any(|(n, _)| n == l)) {
+    for (label, v) in by
+        .iter()
+        .filter(|(l, _)| !names.iter().any(|(n, _)| n == l))
+    {
         let _ = writeln!(t, "{label}: {}", v.join(", "));
     }
     let _ = writeln!(t);
@@ -454,7 +478,13 @@ fn export_text(
     let _ = writeln!(t, "--- QUALITY ASSURANCE ---");
     match post.and_then(|p| p.qa.as_ref()) {
         Some(q) => {
-            let _ = writeln!(t, "Score: {:.0}/100 ({})", q.overall_qa_score, q.grade);
+            let grade = serde_json::to_value(q.grade).unwrap_or_default();
+            let _ = writeln!(
+                t,
+                "Score: {:.0}/100 ({})",
+                q.overall_qa_score,
+                grade.as_str().unwrap_or("-")
+            );
             for s in &q.strengths {
                 let _ = writeln!(t, "+ {s}");
             }
@@ -503,7 +533,11 @@ async fn processing(reg: Registry, svc: Svc, path: web::Path<String>) -> HttpRes
         .map(|r| crate::pipeline::pipeline_config(r))
         .unwrap_or(json!({"analysis": false}));
     let view = match &svc.pipeline {
-        Some(p) => p.send(GetProcessing(rec.call_id.0.clone())).await.ok().flatten(),
+        Some(p) => p
+            .send(GetProcessing(rec.call_id.0.clone()))
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     let mut body = match (view, &rec.analysis.processing) {
@@ -552,7 +586,7 @@ async fn processing_status(reg: Registry, svc: Svc) -> HttpResponse {
         Ok(s) => {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["enabled"] = json!(true);
-            v["live_calls"] = json!(live.map(|s| s.active_calls));
+            v["live_calls"] = json!(live.map(|s| s.active_sessions));
             v["timestamp"] = json!(Utc::now());
             HttpResponse::Ok().json(v)
         }
@@ -620,10 +654,17 @@ fn host_port(url: &str) -> Option<(String, u16)> {
     let (scheme, rest) = url.split_once("://")?;
     let auth = rest.split(['/', '?', '#']).next()?;
     let auth = auth.rsplit('@').next()?;
-    let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
     if let Some(v6) = auth.strip_prefix('[') {
         let (h, rest) = v6.split_once(']')?;
-        let port = rest.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default);
+        let port = rest
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default);
         return Some((h.to_string(), port));
     }
     match auth.rsplit_once(':') {
@@ -680,7 +721,11 @@ async fn test_notification(
         return invalid(&["query", "call_id"], "Field required", "missing");
     };
     if call_id.len() > 256 {
-        return invalid(&["query", "call_id"], "call_id is at most 256 characters", "value_error");
+        return invalid(
+            &["query", "call_id"],
+            "call_id is at most 256 characters",
+            "value_error",
+        );
     }
     let Some(n) = &svc.notifier else {
         return detail(
@@ -699,7 +744,10 @@ async fn test_notification(
         }),
         _ => json!({ "call_found": false }),
     };
-    match n.send(crate::notify::TestNotification { call_id, data }).await {
+    match n
+        .send(crate::notify::TestNotification { call_id, data })
+        .await
+    {
         Ok(Ok((ok, code, err))) => HttpResponse::Ok().json(json!({
             "status": if ok { "success" } else { "failed" },
             "notification_sent": ok,
@@ -720,8 +768,14 @@ mod tests {
 
     #[test]
     fn host_ports() {
-        assert_eq!(host_port("http://127.0.0.1:9000/hook"), Some(("127.0.0.1".into(), 9000)));
-        assert_eq!(host_port("https://agent.example/x?y"), Some(("agent.example".into(), 443)));
+        assert_eq!(
+            host_port("http://127.0.0.1:9000/hook"),
+            Some(("127.0.0.1".into(), 9000))
+        );
+        assert_eq!(
+            host_port("https://agent.example/x?y"),
+            Some(("agent.example".into(), 443))
+        );
         assert_eq!(host_port("http://u:p@h/x"), Some(("h".into(), 80)));
         assert_eq!(host_port("http://[::1]:81/"), Some(("::1".into(), 81)));
         assert_eq!(host_port("nonsense"), None);

@@ -12,8 +12,8 @@
 
 use crate::analysis::{Analyse, AnalysisActor, TakeSnapshot};
 use crate::asr::Job;
-use crate::pipeline::{PipelineActor, RunPipeline};
 use crate::media::{MediaActor, MediaConfig, PartialDone, Renegotiate, StopMedia, StreamSetup};
+use crate::pipeline::{PipelineActor, RunPipeline};
 use crate::registry::{Finished, RegistryActor, Snapshot};
 use crate::store::{Put, StoreActor};
 use actix::prelude::*;

@@ -97,12 +97,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             analysis_threads = (0..a.threads).map(|_| Arbiter::new()).collect();
             let pipeline_thread = Arbiter::new();
             let pipeline = {
-                let (res, store, hub, notifier) =
-                    (res.clone(), store_addr.clone(), hub.clone(), notifier.clone());
+                let (res, store, hub, notifier) = (
+                    res.clone(),
+                    store_addr.clone(),
+                    hub.clone(),
+                    notifier.clone(),
+                );
                 let q = a.pipeline_queue;
-                crate::pipeline::PipelineActor::start_in_arbiter(&pipeline_thread.handle(), move |_| {
-                    crate::pipeline::PipelineActor::new(res, store, hub, notifier, q)
-                })
+                crate::pipeline::PipelineActor::start_in_arbiter(
+                    &pipeline_thread.handle(),
+                    move |_| crate::pipeline::PipelineActor::new(res, store, hub, notifier, q),
+                )
             };
             analysis_threads.push(pipeline_thread);
             tracing::info!(config = ?a.config, threads = a.threads, "analysis on");

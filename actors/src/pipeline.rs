@@ -156,7 +156,11 @@ pub fn facts_of(rec: &SessionRecord) -> CallFacts {
     let agent = rec
         .participants
         .iter()
-        .find(|p| p.role.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("agent")))
+        .find(|p| {
+            p.role
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case("agent"))
+        })
         .and_then(|p| {
             rec.streams
                 .iter()
@@ -232,7 +236,10 @@ impl Handler<RunPipeline> for PipelineActor {
     type Result = Result<(), PipelineError>;
     fn handle(&mut self, m: RunPipeline, ctx: &mut Context<Self>) -> Self::Result {
         let id = &m.record.call_id;
-        if self.running.as_ref().is_some_and(|j| &j.record.call_id == id)
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|j| &j.record.call_id == id)
             || self.queue.iter().any(|j| &j.record.call_id == id)
         {
             return Err(PipelineError::AlreadyQueued);
@@ -267,9 +274,8 @@ impl Handler<Step> for PipelineActor {
         if let Some(stage) = stage {
             job.info.begin(stage, now);
             let run = job.run.as_mut();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run.map(|r| r.step(now))
-            }));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.map(|r| r.step(now))));
             match result {
                 Ok(_) => {
                     job.info.done();
@@ -295,7 +301,11 @@ impl Handler<Step> for PipelineActor {
         let Some(mut job) = self.running.take() else {
             return;
         };
-        let post = job.run.take().map(|r| r.finish(now));
+        let mut post = job.run.take().map(|r| r.finish(now));
+        // The live figures (latency per final as it happened) stay.
+        if let (Some(p), Some(live)) = (post.as_mut(), job.record.analysis.progressive.as_ref()) {
+            p.progressive.processing_stats = live.processing_stats.clone();
+        }
         job.info.begin("store", now);
         let mut record = job.record.clone();
         record.analysis.post_call = post;
@@ -441,12 +451,7 @@ impl Handler<GetPipelineStatus> for PipelineActor {
     type Result = MessageResult<GetPipelineStatus>;
     fn handle(&mut self, _: GetPipelineStatus, _: &mut Context<Self>) -> Self::Result {
         let minute_ago = Utc::now() - chrono::Duration::seconds(60);
-        let ok: Vec<f64> = self
-            .history
-            .iter()
-            .filter(|h| h.3)
-            .map(|h| h.1)
-            .collect();
+        let ok: Vec<f64> = self.history.iter().filter(|h| h.3).map(|h| h.1).collect();
         MessageResult(PipelineStatus {
             queue_size: self.queue.len(),
             max_queue: self.max_queue,
@@ -481,4 +486,109 @@ pub fn pipeline_config(res: &Resources) -> serde_json::Value {
         "translation": c.translation,
         "redact_pii": c.redact_pii,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Find;
+    use earshot::analysis::call::{AnalysisConfig, Resources};
+    use earshot::ids::CallId;
+    use earshot::session::{CallStatus, MemoryStore, SourceInfo};
+    use std::time::Duration;
+
+    fn resources() -> Arc<Resources> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Arc::new(
+            Resources::load(
+                AnalysisConfig::default(),
+                &root.join("config"),
+                &root.join("models"),
+            )
+            .expect("analysis resources (scripts/setup fetches the lexicons)"),
+        )
+    }
+
+    fn ended(id: &str) -> Box<SessionRecord> {
+        let mut r = SessionRecord::new(CallId::from(id), Utc::now(), SourceInfo::default());
+        r.finish(CallStatus::Completed, "bye", Utc::now());
+        Box::new(r)
+    }
+
+    #[actix_rt::test]
+    async fn queue_is_bounded_and_runs_are_stored_with_their_status() {
+        let store = SyncArbiter::start(1, || StoreActor::new(Box::new(MemoryStore::default())));
+        let hub = Hub::default().start();
+        let p = PipelineActor::new(resources(), store.clone(), hub, None, 1).start();
+        let run = |id: &str| {
+            p.send(RunPipeline {
+                record: ended(id),
+                trigger: "manual",
+            })
+        };
+        // Sent together: the first runs, the second waits, the third finds
+        // the queue full, the first again is a duplicate.
+        let (a, b, c, d) = tokio::join!(run("a"), run("b"), run("c"), run("a"));
+        assert_eq!(a.unwrap(), Ok(()));
+        assert_eq!(b.unwrap(), Ok(()));
+        assert_eq!(c.unwrap(), Err(PipelineError::Overloaded));
+        assert_eq!(d.unwrap(), Err(PipelineError::AlreadyQueued));
+        // Both finish and are stored with a completed status and results.
+        for id in ["a", "b"] {
+            let mut stored = None;
+            for _ in 0..100 {
+                stored = store
+                    .send(Find(id.into()))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .filter(|r| r.analysis.post_call.is_some());
+                if stored.is_some() {
+                    break;
+                }
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            let r = stored.expect("stored with the post-call result");
+            let info = r.analysis.processing.expect("processing info");
+            assert_eq!(info.trigger, "manual");
+            assert_eq!(
+                info.stages_completed,
+                ["analysis", "translation", "summary", "qa", "store"]
+            );
+        }
+        let mut st = p.send(GetPipelineStatus).await.unwrap();
+        for _ in 0..100 {
+            if st.completed == 2 {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            st = p.send(GetPipelineStatus).await.unwrap();
+        }
+        assert_eq!((st.completed, st.failed, st.queue_size), (2, 0, 0));
+        let v = p.send(GetProcessing("a".into())).await.unwrap().unwrap();
+        assert_eq!(v.info.processing_status, ProcessingStatus::Completed);
+        assert_eq!(v.progress_percentage, 100.0);
+        assert!(v.info.duration_ms.is_some());
+    }
+
+    #[test]
+    fn facts_from_a_recorded_call() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/analysis/helpline.session.json"),
+        )
+        .unwrap();
+        let rec: SessionRecord = serde_json::from_str(&text).unwrap();
+        let f = facts_of(&rec);
+        // One hold (music on hold, ~6 s), the gaps between turns outside it.
+        assert_eq!(f.holds.len(), 1, "{f:?}");
+        let (h0, h1) = f.holds[0];
+        assert!((5.0..8.0).contains(&(h1 - h0)), "{f:?}");
+        assert!(!f.silence_gaps.is_empty());
+        assert!(f
+            .silence_gaps
+            .iter()
+            .all(|(a, b)| b > a && (*b <= h0 || *a >= h1)));
+        assert!(f.duration > 70.0);
+    }
 }

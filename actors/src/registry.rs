@@ -445,11 +445,7 @@ impl Handler<TriggerPipeline> for RegistryActor {
         if self.find_live(&m.0).is_some() {
             return Box::pin(async { Err(TriggerError::Live) });
         }
-        let pipeline = self
-            .cfg
-            .analysis
-            .as_ref()
-            .and_then(|a| a.pipeline.clone());
+        let pipeline = self.cfg.analysis.as_ref().and_then(|a| a.pipeline.clone());
         let store = self.store.clone();
         Box::pin(async move {
             let pipeline = pipeline.ok_or(TriggerError::Disabled)?;

@@ -75,7 +75,10 @@ impl Endpoint {
         matches!(
             (self, c),
             (Endpoint::Events, _)
-                | (Endpoint::Transcriptions, Channel::Call | Channel::Transcript)
+                | (
+                    Endpoint::Transcriptions,
+                    Channel::Call | Channel::Transcript
+                )
                 | (Endpoint::Analytics, Channel::Call | Channel::Analytics)
         )
     }
@@ -186,10 +189,7 @@ impl Client {
     fn wants(&self, p: &Push) -> bool {
         self.call.as_deref().is_none_or(|f| f == &*p.call_id)
             && self.endpoint.wants(p.channel)
-            && self
-                .types
-                .as_ref()
-                .is_none_or(|t| t.contains(&*p.kind))
+            && self.types.as_ref().is_none_or(|t| t.contains(&*p.kind))
     }
 }
 
@@ -652,14 +652,18 @@ mod tests {
         let e = Endpoint::Events;
         assert!(t.wants(Call) && t.wants(Transcript) && !t.wants(Analytics) && !t.wants(Events));
         assert!(a.wants(Call) && a.wants(Analytics) && !a.wants(Transcript) && !a.wants(Events));
-        assert!([Call, Transcript, Analytics, Events].iter().all(|c| e.wants(*c)));
+        assert!([Call, Transcript, Analytics, Events]
+            .iter()
+            .all(|c| e.wants(*c)));
         let started = Push::new("c", json!({"type": "call_started"}), false);
         assert_eq!((started.channel, &*started.kind), (Call, "call_started"));
         let fin = Push::new("c", json!({"type": "transcript"}), false);
         assert_eq!(fin.channel, Transcript);
         assert_eq!(parse_types(None), Ok(None));
         assert_eq!(parse_types(Some(" , ")), Ok(None));
-        let ty = parse_types(Some("dtmf, hold_started,dtmf")).unwrap().unwrap();
+        let ty = parse_types(Some("dtmf, hold_started,dtmf"))
+            .unwrap()
+            .unwrap();
         assert_eq!(ty.len(), 2);
         assert!(ty.contains("hold_started"));
         assert!(parse_types(Some("dtmf,<script>")).is_err());

@@ -91,7 +91,12 @@ fn helpline_call_is_analysed_live_and_after() {
     let h = engine.get("/api/v1/calls/agent-service/health");
     assert_eq!(h.status, 200);
     assert_eq!(s(&h.body["service_name"]), "agent_notification_service");
-    assert_eq!(h.body["checks"]["api_connectivity"], Value::Bool(true), "{}", h.text);
+    assert_eq!(
+        h.body["checks"]["api_connectivity"],
+        Value::Bool(true),
+        "{}",
+        h.text
+    );
 
     // Live pushes: everything analytic, and only holds from /ws/events.
     let url = |q: &str| format!("ws://127.0.0.1:{}{q}", engine.http_port);
@@ -108,17 +113,31 @@ fn helpline_call_is_analysed_live_and_after() {
     let bad = engine.get("/ws/events?types=a,%3Cb%3E");
     assert_eq!(bad.status, 422, "bad types filter: {}", bad.text);
 
-    let run = record_on(engine, "helpline", [Impairment::clean(1), Impairment::clean(2)]);
+    let run = record_on(
+        engine,
+        "helpline",
+        [Impairment::clean(1), Impairment::clean(2)],
+    );
     let id = run.id.clone();
     engine = run.engine;
     let p = processed(&engine, &id, "auto");
     eprintln!("processing: {}", pretty(&p));
-    assert_eq!(p["progress_percentage"].as_f64(), Some(100.0), "{}", pretty(&p));
-    assert!(p["stages_remaining"].as_array().is_some_and(|a| a.is_empty()));
+    assert_eq!(
+        p["progress_percentage"].as_f64(),
+        Some(100.0),
+        "{}",
+        pretty(&p)
+    );
+    assert!(p["stages_remaining"]
+        .as_array()
+        .is_some_and(|a| a.is_empty()));
     assert!(p["errors"].as_array().is_some_and(|a| a.is_empty()));
 
     // Progressive analysis: every final analysed, entities and category.
-    let pa = engine.get(&format!("/api/v1/calls/{}/progressive-analysis", encode(&id)));
+    let pa = engine.get(&format!(
+        "/api/v1/calls/{}/progressive-analysis",
+        encode(&id)
+    ));
     assert_eq!(pa.status, 200, "{}", pa.text);
     let b = &pa.body;
     let segs = engine.get(&format!("/api/v1/calls/{}/segments", encode(&id)));
@@ -132,9 +151,22 @@ fn helpline_call_is_analysed_live_and_after() {
     let persons = values(ents, "PERSON");
     assert!(persons.iter().any(|p| p.contains("grace")), "{persons:?}");
     assert!(persons.iter().any(|p| p.contains("amina")), "{persons:?}");
-    assert!(values(ents, "LOCATION").iter().any(|l| l.contains("mombasa")), "{ents}");
-    assert!(values(ents, "AGE").iter().any(|a| a.contains("12")), "{ents}");
-    assert!(values(ents, "CASE_NUMBER").iter().any(|c| c.contains("45721")), "{ents}");
+    assert!(
+        values(ents, "LOCATION")
+            .iter()
+            .any(|l| l.contains("mombasa")),
+        "{ents}"
+    );
+    assert!(
+        values(ents, "AGE").iter().any(|a| a.contains("12")),
+        "{ents}"
+    );
+    assert!(
+        values(ents, "CASE_NUMBER")
+            .iter()
+            .any(|c| c.contains("45721")),
+        "{ents}"
+    );
     let class = &b["latest_classification"];
     assert!(lower(&class["main_category"]).contains("child"), "{class}");
     assert_eq!(s(&class["priority"]), "high", "{class}");
@@ -149,13 +181,20 @@ fn helpline_call_is_analysed_live_and_after() {
     let ev = engine.get(&format!("/api/v1/calls/{}/entity-evolution", encode(&id)));
     assert_eq!(ev.status, 200);
     let ev = ev.body.as_array().cloned().unwrap_or_default();
-    assert!(ev.len() >= 3, "entity windows: {}", pretty(&Value::from(ev.clone())));
+    assert!(
+        ev.len() >= 3,
+        "entity windows: {}",
+        pretty(&Value::from(ev.clone()))
+    );
     let first_with = |needle: &str| {
         ev.iter()
             .position(|w| lower(&w["new_entities"]).contains(needle))
             .unwrap_or(usize::MAX)
     };
-    assert!(first_with("grace") < first_with("45721"), "Grace before the case number");
+    assert!(
+        first_with("grace") < first_with("45721"),
+        "Grace before the case number"
+    );
     assert!(ev.windows(2).all(|w| {
         w[0]["window_id"].as_u64() < w[1]["window_id"].as_u64()
             && w[0]["entity_count"].as_u64() < w[1]["entity_count"].as_u64()
@@ -165,7 +204,10 @@ fn helpline_call_is_analysed_live_and_after() {
         last["entities"].as_array().map(Vec::len),
         last["entity_count"].as_u64().map(|c| c as usize)
     );
-    let ce = engine.get(&format!("/api/v1/calls/{}/classification-evolution", encode(&id)));
+    let ce = engine.get(&format!(
+        "/api/v1/calls/{}/classification-evolution",
+        encode(&id)
+    ));
     let ce = ce.body.as_array().cloned().unwrap_or_default();
     eprintln!(
         "classification evolution: {:?}",
@@ -196,14 +238,20 @@ fn helpline_call_is_analysed_live_and_after() {
     ] {
         assert!(kinds.contains(&k), "no {k} on /ws/analytics: {kinds:?}");
     }
-    assert!(!kinds.contains(&"transcript"), "transcripts are not analytics");
+    assert!(
+        !kinds.contains(&"transcript"),
+        "transcripts are not analytics"
+    );
     let only_holds = holds.stop();
     let hk: Vec<&str> = only_holds
         .iter()
         .map(|(_, v)| s(&v["type"]))
         .filter(|t| *t != "connected")
         .collect();
-    assert!(hk.contains(&"hold_started") && hk.contains(&"hold_ended"), "{hk:?}");
+    assert!(
+        hk.contains(&"hold_started") && hk.contains(&"hold_ended"),
+        "{hk:?}"
+    );
     assert!(hk.iter().all(|t| t.starts_with("hold_")), "{hk:?}");
 
     // Export: JSON has every part, text every section.
@@ -275,26 +323,38 @@ fn helpline_call_is_analysed_live_and_after() {
     // Re-run on demand: 404 for nobody, 200, then a completed manual run.
     let r = engine.post("/api/v1/calls/nobody/trigger-ai-pipeline");
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = engine.post(&format!("/api/v1/calls/{}/trigger-ai-pipeline", encode(&id)));
+    let r = engine.post(&format!(
+        "/api/v1/calls/{}/trigger-ai-pipeline",
+        encode(&id)
+    ));
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body, Value::from("AI pipeline processing triggered successfully"));
+    assert_eq!(
+        r.body,
+        Value::from("AI pipeline processing triggered successfully")
+    );
     processed(&engine, &id, "manual");
     let st = engine.get("/api/v1/calls/processing/status");
     eprintln!("pipeline status: {}", st.body);
     assert!(st.body["completed"].as_u64() >= Some(2));
-    assert!(st.body["average_latency_ms"].as_f64().is_some_and(|v| v > 0.0));
+    assert!(st.body["average_latency_ms"]
+        .as_f64()
+        .is_some_and(|v| v > 0.0));
 
     // Webhooks: the alert retried after a 500, analysis_completed with a
     // bearer token, the always-failing target dead-lettered.
-    let hooks = poll("analysis_completed delivered", Duration::from_secs(30), || {
-        let h = rx.to("/hook");
-        h.iter()
-            .any(|r| r.body.contains("\"analysis_completed\"") && r.answered == 200)
-            .then_some(h)
-    });
-    assert!(hooks
-        .iter()
-        .all(|r| r.header("authorization").is_some_and(|a| a.starts_with("Bearer tok-"))));
+    let hooks = poll(
+        "analysis_completed delivered",
+        Duration::from_secs(30),
+        || {
+            let h = rx.to("/hook");
+            h.iter()
+                .any(|r| r.body.contains("\"analysis_completed\"") && r.answered == 200)
+                .then_some(h)
+        },
+    );
+    assert!(hooks.iter().all(|r| r
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer tok-"))));
     let failed = hooks.iter().find(|r| r.answered == 500).expect("one 500");
     let fid = s(&failed.json()["id"]).to_string();
     assert!(
@@ -324,7 +384,10 @@ fn helpline_call_is_analysed_live_and_after() {
 
     // After a restart: the analysis is read from sled, the dead letters kept.
     engine.restart();
-    let pa2 = engine.get(&format!("/api/v1/calls/{}/progressive-analysis", encode(&id)));
+    let pa2 = engine.get(&format!(
+        "/api/v1/calls/{}/progressive-analysis",
+        encode(&id)
+    ));
     assert_eq!(pa2.status, 200);
     assert_eq!(pa2.body["latest_entities"], pa.body["latest_entities"]);
     let h = engine.get("/api/v1/calls/agent-service/health");
@@ -337,7 +400,10 @@ fn pipeline_status_and_errors_without_speech() {
     let sipp = Sipp::start_args(&engine, "media_call.xml", Transport::Udp, &["-d", "3000"]);
     let id = sipp.call_id.clone();
     engine.wait_active(&id, "the call is live", |_| true);
-    let r = engine.post(&format!("/api/v1/calls/{}/trigger-ai-pipeline", encode(&id)));
+    let r = engine.post(&format!(
+        "/api/v1/calls/{}/trigger-ai-pipeline",
+        encode(&id)
+    ));
     assert_eq!(r.status, 409, "live call: {}", r.text);
     assert!(s(&r.body["detail"]).contains("live"));
     let p = engine.get(&format!("/api/v1/calls/{}/processing", encode(&id)));
@@ -345,7 +411,10 @@ fn pipeline_status_and_errors_without_speech() {
     assert_eq!(s(&p.body["processing_status"]), "pending");
     assert!(p.body["estimated_completion"].is_null());
     assert!(!p.body["pipeline_config"].is_null());
-    let live = engine.get(&format!("/api/v1/calls/{}/progressive-analysis", encode(&id)));
+    let live = engine.get(&format!(
+        "/api/v1/calls/{}/progressive-analysis",
+        encode(&id)
+    ));
     assert_eq!(live.status, 200);
     assert_eq!(s(&live.body["analysis_status"]), "live");
     sipp.expect_success(&engine);

@@ -160,7 +160,10 @@ fn base_multilingual_detects_and_translates_french() {
     let t = texts("fr");
     let audio = prompt_16k(Path::new("/usr/share/asterisk/sounds/fr/agent-loginok.wav"));
     let h = tr.recognize(&audio).unwrap();
-    let english = h.translation.clone().expect("a translation of French speech");
+    let english = h
+        .translation
+        .clone()
+        .expect("a translation of French speech");
     eprintln!(
         "translate agent-loginok {:?} → {:?} / {:?}",
         t["agent-loginok"], h.text, english

@@ -558,7 +558,14 @@ pub struct CallFacts {
 }
 
 /// Stages of the post-call pipeline, in order.
-pub const STAGES: &[&str] = &["analysis", "translation", "summary", "qa", "store", "notify"];
+pub const STAGES: &[&str] = &[
+    "analysis",
+    "translation",
+    "summary",
+    "qa",
+    "store",
+    "notify",
+];
 
 /// Headline figures a supervisor scans.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -736,7 +743,10 @@ impl PostCallRun {
             hold_seconds: self.facts.holds.iter().map(|(a, b)| (b - a).max(0.0)).sum(),
             watched_phrases: watched,
             missing_compliance: p.missing_compliance.clone(),
-            priority: p.latest_classification.as_ref().map(|c| c.priority.to_string()),
+            priority: p
+                .latest_classification
+                .as_ref()
+                .map(|c| c.priority.to_string()),
         };
         PostCall {
             completed_at: now,

@@ -15,6 +15,7 @@
 //! * [`summary`]: extractive, speaker-attributed summary.
 //! * [`qa`]: agent QA scoring from a rubric over transcript and call events.
 
+pub mod call;
 pub mod embed;
 pub mod entities;
 pub mod keywords;

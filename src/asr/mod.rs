@@ -73,19 +73,28 @@ fn letters(w: &str) -> String {
         .collect()
 }
 
-/// Cut a recogniser's repetition loop: when a run of 1 to 8 words repeats
-/// three or more times in a row (whisper does this on audio cut mid-word,
-/// "I don't know. I don't know. I don't know. ..."), keep it once.
-/// Ordinary speech rarely says the same phrase three times running.
+/// Cut a recogniser's repetition loops (whisper does this on audio cut
+/// mid-word, "I don't know. I don't know. I don't know. ..."):
+///
+/// * a run of 1 to 12 words repeated three or more times in a row is kept
+///   once (ordinary speech rarely says the same phrase three times);
+/// * a run of 4 to 12 words said twice in a row is kept once ("Let me put
+///   you on hold. Let me put you on hold."): people repeat a word or two
+///   ("no no", "thank you, thank you"), not a whole clause;
+/// * a sentence of 3+ words followed by the start of itself at the very end
+///   ("How can I help? How can") loses that tail;
+/// * a text that is one phrase however spaced, three or more times, is
+///   kept once.
 pub fn trim_repetitions(text: &str) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
     let key: Vec<String> = words.iter().map(|w| letters(w)).collect();
     let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut kept: Vec<&str> = Vec::with_capacity(words.len());
     let mut i = 0;
     while i < words.len() {
         let mut skipped = false;
-        for n in 1..=8usize {
-            if i + 3 * n > words.len() {
+        for n in 1..=12usize {
+            if i + 2 * n > words.len() {
                 break;
             }
             let unit = &key[i..i + n];
@@ -98,8 +107,9 @@ pub fn trim_repetitions(text: &str) -> String {
             {
                 reps += 1;
             }
-            if reps >= 3 {
+            if reps >= 3 || (reps >= 2 && n >= 4) {
                 out.extend_from_slice(&words[i..i + n]);
+                kept.extend(unit.iter().map(String::as_str));
                 i += reps * n;
                 skipped = true;
                 break;
@@ -107,10 +117,39 @@ pub fn trim_repetitions(text: &str) -> String {
         }
         if !skipped {
             out.push(words[i]);
+            kept.push(&key[i]);
             i += 1;
         }
     }
+    let cut = cut_restarted_tail(&out, &kept);
+    out.truncate(cut);
     collapse_whole_repeat(&out).join(" ")
+}
+
+/// How many words to keep when the text ends by restarting its last
+/// sentence: the last `k` (2..=6) words repeat the first `k` words of the
+/// sentence of 3+ words right before them, which starts the text or
+/// follows a `.`, `?` or `!`.
+fn cut_restarted_tail(words: &[&str], keys: &[&str]) -> usize {
+    let n = words.len();
+    for k in 2..=6usize.min(n / 2) {
+        let tail = &keys[n - k..];
+        if tail.iter().any(|t| t.is_empty()) {
+            continue;
+        }
+        // Sentences ending right before the tail.
+        if !words[n - k - 1].ends_with(['.', '?', '!']) {
+            continue;
+        }
+        let starts = (0..n - k).filter(|&p| p == 0 || words[p - 1].ends_with(['.', '?', '!']));
+        for p in starts {
+            let len = n - k - p;
+            if len >= 3 && len > k && keys[p..p + k] == *tail {
+                return n - k;
+            }
+        }
+    }
+    n
 }
 
 /// The whole text is one phrase said three or more times, however the
@@ -185,7 +224,42 @@ mod tests {
     fn repetition_loops_are_cut() {
         assert_eq!(
             trim_repetitions("I'm afraid I don't know. I'm afraid I don't know. I'm afraid I don't know. I'm afraid"),
-            "I'm afraid I don't know. I'm afraid"
+            "I'm afraid I don't know."
+        );
+        // Clause-long runs said twice, and a sentence restarted at the end
+        // (both seen in finals of the billing call).
+        assert_eq!(
+            trim_repetitions("Let me put you on hold. Let me put you on hold."),
+            "Let me put you on hold."
+        );
+        assert_eq!(
+            trim_repetitions("this is the third time I have called about it, this is the third time I have called about it, this is the third time I have called about it,"),
+            "this is the third time I have called about it,"
+        );
+        assert_eq!(
+            trim_repetitions("How can I help? How can"),
+            "How can I help?"
+        );
+        assert_eq!(
+            trim_repetitions("Have a great day. Have a"),
+            "Have a great day."
+        );
+        // Not restarts: a different sentence, a short one, mid-text.
+        assert_eq!(
+            trim_repetitions("How can I help? How are you"),
+            "How can I help? How are you"
+        );
+        assert_eq!(
+            trim_repetitions("Thank you. Thank you"),
+            "Thank you. Thank you"
+        );
+        assert_eq!(
+            trim_repetitions("I can see it. I can do it today."),
+            "I can see it. I can do it today."
+        );
+        assert_eq!(
+            trim_repetitions("thank you, thank you so much"),
+            "thank you, thank you so much"
         );
         assert_eq!(
             trim_repetitions("Weasel, Weasel, Weasel, Weasel,"),

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// How long anything may take on a busy 2-core box before a test gives up.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(30);
-pub const SIPP_TIMEOUT: Duration = Duration::from_secs(90);
+pub const SIPP_TIMEOUT: Duration = Duration::from_secs(200);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The ASR model the tests use (`scripts/fetch-model`); panics with a
@@ -647,7 +647,7 @@ impl Sipp {
             .args(["-mp", &media_port.to_string()])
             // sipp replaces %u with the call number (always 1 here).
             .args(["-cid_str", &format!("{call_id}-%u")])
-            .args(["-nostdin", "-timeout", "80s", "-timeout_error"])
+            .args(["-nostdin", "-timeout", "180s", "-timeout_error"])
             .args(["-max_socket", "10"])
             .arg("-trace_err")
             .arg("-error_file")
