@@ -63,7 +63,10 @@ fn has(t: &EntityTracker, label: &str, pred: impl Fn(&str) -> bool) -> bool {
 }
 
 /// Distinct entities that none of `expected` (label, predicate) explains.
-fn spurious(t: &EntityTracker, expected: &[(&str, &dyn Fn(&str) -> bool)]) -> Vec<String> {
+/// (label, does this value belong to the call's expected entities?)
+type Expected<'a> = (&'a str, &'a dyn Fn(&str) -> bool);
+
+fn spurious(t: &EntityTracker, expected: &[Expected]) -> Vec<String> {
     let out: Vec<String> = t
         .all()
         .iter()

@@ -420,8 +420,12 @@ impl Rules {
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
                         .collect();
-                    let Some(canonical) = spellings.first() else {
-                        return Err(AnalysisError::config(format!("{f}:{n}"), "empty entry"));
+                    let first_empty = line.split('|').next().is_none_or(|s| s.trim().is_empty());
+                    let Some(canonical) = spellings.first().filter(|_| !first_empty) else {
+                        return Err(AnalysisError::config(
+                            format!("{f}:{n}"),
+                            "no canonical name before \"|\"",
+                        ));
                     };
                     let entry = entries.len();
                     entries.push(GazEntry {
@@ -851,7 +855,12 @@ fn read_cardinal(toks: &[Tok], i: usize) -> Option<(f64, usize)> {
             if !ok || t.brk != Brk::None {
                 break;
             }
-            took = false;
+            if w == "a" {
+                current = 1.0;
+                prev = 1;
+            } else {
+                took = false;
+            }
         } else {
             break;
         }
@@ -1306,8 +1315,7 @@ impl RuleEntities {
         };
         let seg = c.seg;
         let gap = seg.start_time - h.end_time;
-        let same =
-            h.entity.speaker == seg.speaker && gap <= self.rules.continue_seconds && gap > -1.0;
+        let same = h.entity.speaker == seg.speaker && gap <= self.rules.continue_seconds;
         if same && c.toks.len() <= 1 && seg.confidence < 0.5 && digit_item(&c.toks, 0).is_none() {
             // Recogniser noise between two parts of a number.
             h.end_time = seg.end_time;
@@ -1528,8 +1536,7 @@ impl RuleEntities {
             // The domain: label (dot label)* with a known last label.
             let mut parts: Vec<String> = vec![];
             let mut j = k + 1;
-            loop {
-                let Some(t) = c.toks.get(j) else { break };
+            while let Some(t) = c.toks.get(j) {
                 if c.taken[j]
                     || !t
                         .raw
@@ -2025,6 +2032,7 @@ impl RuleEntities {
         full
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn person(
         &mut self,
         c: &mut Cur,
@@ -2414,7 +2422,7 @@ impl EntityExtractor for RuleEntities {
         self.gazetteer(&mut c);
         self.organizations(&mut c);
         let mut out = c.out;
-        out.sort_by(|a, b| (a.segment_id, a.start, a.end).cmp(&(b.segment_id, b.start, b.end)));
+        out.sort_by_key(|e| (e.segment_id, e.start, e.end));
         out
     }
 
@@ -2493,5 +2501,581 @@ impl EntityTracker {
             *m.entry(e.label.clone()).or_insert(0) += 1;
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shipped() -> RuleEntities {
+        RuleEntities::from_strs(
+            include_str!("../../config/entities.toml"),
+            &[
+                (
+                    "common_words.txt",
+                    include_str!("../../config/gazetteer/common_words.txt"),
+                ),
+                (
+                    "locations.txt",
+                    include_str!("../../config/gazetteer/locations.txt"),
+                ),
+                (
+                    "organizations.txt",
+                    include_str!("../../config/gazetteer/organizations.txt"),
+                ),
+            ],
+        )
+        .expect("shipped configuration loads")
+    }
+
+    fn seg(id: u64, speaker: &str, t: f64, text: &str) -> Segment {
+        let dur = 0.3 * text.split_whitespace().count().max(1) as f64;
+        Segment {
+            segment_id: id,
+            utterance_id: id,
+            participant_id: Some(speaker.to_lowercase()),
+            speaker: speaker.into(),
+            stream_label: speaker.into(),
+            text: text.into(),
+            start_time: t,
+            end_time: t + dur,
+            duration: dur,
+            confidence: 0.9,
+            words: vec![],
+            language: Some("en".into()),
+            is_final: true,
+            lagging: false,
+        }
+    }
+
+    /// (label, normalized) of everything found in one segment, held
+    /// numbers included.
+    fn found(x: &mut RuleEntities, text: &str) -> Vec<(String, String)> {
+        let mut v = x.extract(&seg(0, "A", 0.0, text));
+        v.extend(x.finish());
+        v.into_iter()
+            .map(|e| (e.label, e.normalized.unwrap_or(e.text)))
+            .collect()
+    }
+
+    fn one(text: &str) -> Vec<(String, String)> {
+        found(&mut shipped(), text)
+    }
+
+    fn of(text: &str, lab: &str) -> Vec<String> {
+        one(text)
+            .into_iter()
+            .filter(|(l, _)| l == lab)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn spoken_numbers() {
+        let t = |s: &str| tokenize(s, &[]);
+        assert_eq!(
+            read_cardinal(&t("two hundred and fifty"), 0),
+            Some((250.0, 4))
+        );
+        assert_eq!(read_cardinal(&t("a thousand"), 0), Some((1000.0, 2)));
+        assert_eq!(read_cardinal(&t("eighty-five"), 0), Some((85.0, 2)));
+        assert_eq!(read_cardinal(&t("seven seven"), 0), Some((7.0, 1)));
+        assert_eq!(read_cardinal(&t("1.5 million"), 0), Some((1.5e6, 2)));
+        assert_eq!(read_cardinal(&t("1,500"), 0), Some((1500.0, 1)));
+        assert_eq!(read_cardinal(&t("hello"), 0), None);
+        let none = [false; 16];
+        assert_eq!(
+            read_digits(&t("oh seven double two, 3 4 5."), 0, &none),
+            Some(("0722345".to_string(), 7))
+        );
+        assert_eq!(read_digits(&t("oh I see"), 0, &none), None);
+        assert_eq!(read_day(&t("twenty-first"), 0), Some((21, 2)));
+        assert_eq!(read_day(&t("3rd"), 0), Some((3, 1)));
+    }
+
+    #[test]
+    fn persons() {
+        assert_eq!(of("My name is Grace.", "PERSON"), ["Grace"]);
+        assert_eq!(of("her name is amina", "PERSON"), ["Amina"]);
+        assert_eq!(
+            of("Good morning, this is David speaking.", "PERSON"),
+            ["David"]
+        );
+        assert_eq!(of("Hi David.", "PERSON"), ["David"]);
+        assert_eq!(of("Thank you, Amina.", "PERSON"), ["Amina"]);
+        assert_eq!(of("I'm Peter and I need help", "PERSON"), ["Peter"]);
+        assert_eq!(of("Please call me Jo", "PERSON"), ["Jo"]);
+        assert_eq!(
+            of("I spoke to Mrs Wanjiru yesterday", "PERSON"),
+            ["Wanjiru"]
+        );
+        for no in [
+            "I am fine.",
+            "I am Fine.",
+            "this is great",
+            "This is Monday.",
+            "Thank you. Sorry about that.",
+            "Hello Sir, how are you?",
+            "Reading the letter was hard.",
+            "I am calling about my bill.",
+            "Thank you for calling.",
+            "I'm Kenyan.",
+        ] {
+            assert!(of(no, "PERSON").is_empty(), "{no}: {:?}", one(no));
+        }
+    }
+
+    #[test]
+    fn a_known_name_is_that_person_again() {
+        let mut x = shipped();
+        let a = x.extract(&seg(0, "B", 0.0, "My name is Amina Yusuf."));
+        assert_eq!(a[0].normalized.as_deref(), Some("Amina Yusuf"));
+        // Capitalised, later, even sentence-initial, or cut by one letter.
+        for (k, text) in [
+            "Amina, are you safe?",
+            "Thank you, Amin",
+            "I will tell Yusuf.",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let v = x.extract(&seg(k as u64 + 1, "A", 5.0, text));
+            assert_eq!(v.len(), 1, "{text}: {v:?}");
+            assert_eq!(v[0].normalized.as_deref(), Some("Amina Yusuf"), "{text}");
+        }
+        // Lower case is a word, not the name.
+        assert!(x.extract(&seg(9, "A", 9.0, "she said amina")).is_empty());
+        // A fresh copy forgets the call.
+        assert!(x
+            .fresh()
+            .extract(&seg(0, "A", 0.0, "and Amina said"))
+            .is_empty());
+    }
+
+    #[test]
+    fn places() {
+        assert_eq!(of("I live in nairobi", "LOCATION"), ["Nairobi"]);
+        assert_eq!(of("Kenya is far.", "LOCATION"), ["Kenya"]);
+        assert_eq!(
+            of("She moved to Dar es Salaam", "LOCATION"),
+            ["Dar es Salaam"]
+        );
+        assert_eq!(of("I am calling from Mambasa.", "LOCATION"), ["Mombasa"]);
+        assert_eq!(of("I am calling from Mount Basa.", "LOCATION"), ["Mombasa"]);
+        assert_eq!(
+            of("We moved to Reading last year.", "LOCATION"),
+            ["Reading"]
+        );
+        assert_eq!(of("a flight to Greece", "LOCATION"), ["Greece"]);
+        assert_eq!(of("a nice day in Bath", "LOCATION"), ["Bath"]);
+        assert_eq!(
+            of("She went to Mumbai, then to Mabel.", "LOCATION"),
+            ["Mumbai"]
+        );
+        for no in [
+            "Reading the letter was hard.",
+            "I was reading in bed.",
+            "Bath time is at six.",
+            "I want to talk to Grace.",
+            "in danger right now",
+            "go to school",
+            "I am going to Georgina's house",
+        ] {
+            let v = of(no, "LOCATION");
+            assert!(v.is_empty(), "{no}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn organisations() {
+        assert_eq!(
+            of("Welcome to Kenya Power.", "ORGANIZATION"),
+            ["Kenya Power"]
+        );
+        assert_eq!(
+            of(
+                "Thank you for calling Acme Energy, this is David.",
+                "ORGANIZATION"
+            ),
+            ["Acme Energy"]
+        );
+        assert_eq!(
+            of("I bank with Equity Bank", "ORGANIZATION"),
+            ["Equity Bank"]
+        );
+        assert_eq!(of("I paid with M-Pesa", "ORGANIZATION"), ["M-Pesa"]);
+        assert!(of("Thank you for calling. Take care.", "ORGANIZATION").is_empty());
+        assert!(of("I went to the bank", "ORGANIZATION").is_empty());
+        assert!(of("Who is calling?", "ORGANIZATION").is_empty());
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert_eq!(of("call me on 0712 345 678", "PHONE"), ["0712345678"]);
+        assert_eq!(of("My number is 0712-345-678.", "PHONE"), ["0712345678"]);
+        assert_eq!(
+            of("oh seven one two three four five six seven eight", "PHONE"),
+            ["0712345678"]
+        );
+        assert_eq!(
+            of("reach me on +254 712 345 678 please", "PHONE"),
+            ["+254712345678"]
+        );
+        for no in [
+            "Oh, I see.",
+            "I have 3 kids and 2 dogs",
+            "one two three",
+            "in 2024 and 2025",
+        ] {
+            assert!(of(no, "PHONE").is_empty(), "{no}: {:?}", one(no));
+        }
+    }
+
+    #[test]
+    fn a_number_continues_in_the_speakers_next_segment() {
+        let mut x = shipped();
+        // Held back: the number ends the segment.
+        assert!(x
+            .extract(&seg(0, "B", 10.0, "You can call me back on 0 7 1 2 3 4 5."))
+            .is_empty());
+        // The recogniser's noise in between is skipped.
+        let mut noise = seg(1, "B", 14.2, "x");
+        noise.confidence = 0.28;
+        assert!(x.extract(&noise).is_empty());
+        assert!(x.extract(&seg(2, "B", 14.8, "6, 7, 8")).is_empty());
+        let v = x.extract(&seg(3, "A", 17.0, "Thank you."));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].normalized.as_deref(), Some("0712345678"));
+        assert_eq!(v[0].segment_id, 0);
+        assert_eq!(v[0].text, "0 7 1 2 3 4 5 6, 7, 8");
+        // Another speaker's digits, or a long pause, do not continue it.
+        let mut x = shipped();
+        assert!(x
+            .extract(&seg(0, "B", 0.0, "call me on 0712 345"))
+            .is_empty());
+        let v = x.extract(&seg(1, "A", 2.0, "678 is your case"));
+        assert_eq!(v[0].normalized.as_deref(), Some("0712345"));
+        let mut x = shipped();
+        assert!(x
+            .extract(&seg(0, "B", 0.0, "call me on 0712 345"))
+            .is_empty());
+        let v = x.extract(&seg(1, "B", 20.0, "678 or later"));
+        assert_eq!(v[0].normalized.as_deref(), Some("0712345"));
+        // The end of the call releases it.
+        let mut x = shipped();
+        assert!(x
+            .extract(&seg(0, "B", 0.0, "call me on 0712 345 678"))
+            .is_empty());
+        assert_eq!(x.finish().len(), 1);
+    }
+
+    #[test]
+    fn case_and_account_numbers() {
+        assert_eq!(
+            of("I have opened case number 45721 for you.", "CASE_NUMBER"),
+            ["45721"]
+        );
+        assert_eq!(
+            of(
+                "Your reference number is four five seven two one, okay?",
+                "CASE_NUMBER"
+            ),
+            ["45721"]
+        );
+        assert_eq!(
+            of("the ticket number is KE2031 now", "CASE_NUMBER"),
+            ["KE2031"]
+        );
+        assert_eq!(
+            of("My account number is 7 7 3 4 1 9", "ACCOUNT_NUMBER"),
+            ["773419"]
+        );
+        assert!(of("the case is closed", "CASE_NUMBER").is_empty());
+    }
+
+    #[test]
+    fn an_answer_to_a_question_for_a_number() {
+        let mut x = shipped();
+        assert!(x
+            .extract(&seg(
+                0,
+                "Agent",
+                0.0,
+                "Can I have your account number please?"
+            ))
+            .is_empty());
+        // The asker's own digits are not the answer.
+        let v = x.extract(&seg(1, "Agent", 3.0, "It has 6 digits."));
+        assert!(v.iter().all(|e| e.label != "ACCOUNT_NUMBER"));
+        let mut v = x.extract(&seg(
+            2,
+            "Caller",
+            5.0,
+            "Yes it is seven seven three four one nine",
+        ));
+        v.extend(x.finish());
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].label, "ACCOUNT_NUMBER");
+        assert_eq!(v[0].normalized.as_deref(), Some("773419"));
+        assert_eq!(v[0].source, "answer");
+        // Too late, or after two unrelated answers: bare digits only.
+        let mut x = shipped();
+        x.extract(&seg(0, "Agent", 0.0, "What is your case number?"));
+        let mut v = x.extract(&seg(1, "Caller", 60.0, "it is 4 5 7"));
+        v.extend(x.finish());
+        assert!(v.is_empty(), "{v:?}");
+        let mut x = shipped();
+        x.extract(&seg(0, "Agent", 0.0, "What is your case number?"));
+        x.extract(&seg(1, "Caller", 2.0, "Let me look."));
+        x.extract(&seg(2, "Caller", 4.0, "Hmm, one moment."));
+        let mut v = x.extract(&seg(3, "Caller", 6.0, "it is 4 5 7"));
+        v.extend(x.finish());
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(of("My daughter is 12 years old.", "AGE"), ["12"]);
+        assert_eq!(of("she is twelve years old", "AGE"), ["12"]);
+        assert_eq!(of("a 12-year-old boy", "AGE"), ["12"]);
+        assert_eq!(of("a boy aged 9", "AGE"), ["9"]);
+        assert_eq!(of("at the age of fifteen he left", "AGE"), ["15"]);
+        assert!(of("12 years ago", "AGE").is_empty());
+        assert!(of("the age is unknown", "AGE").is_empty());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(of("a payment on the 3rd of March.", "DATE"), ["03-03"]);
+        assert_eq!(of("on the third of march", "DATE"), ["03-03"]);
+        assert_eq!(
+            of("on the twenty first of June 2024", "DATE"),
+            ["2024-06-21"]
+        );
+        assert_eq!(of("since March 3, 2025", "DATE"), ["2025-03-03"]);
+        assert_eq!(of("by March the fifth", "DATE"), ["03-05"]);
+        assert_eq!(of("on 3/4/2025", "DATE"), ["2025-04-03"]);
+        assert_eq!(of("on 2025-04-03", "DATE"), ["2025-04-03"]);
+        assert_eq!(of("see you on Monday", "DATE"), ["Monday"]);
+        assert_eq!(of("I will do it tomorrow", "DATE"), ["tomorrow"]);
+        for no in [
+            "May I help you?",
+            "the 31st of February",
+            "March on, soldiers",
+            "one second please",
+        ] {
+            assert!(of(no, "DATE").is_empty(), "{no}: {:?}", one(no));
+        }
+    }
+
+    #[test]
+    fn amounts() {
+        for (text, want) in [
+            ("a payment of $85 today", "85 USD"),
+            ("it was 85 dollars", "85 USD"),
+            ("eighty five dollars", "85 USD"),
+            ("I sent KSh 500", "500 KES"),
+            ("500 shillings", "500 KES"),
+            ("£20 a week", "20 GBP"),
+            ("twenty pounds", "20 GBP"),
+            ("€15", "15 EUR"),
+            ("fifteen euros", "15 EUR"),
+            ("ten dollars and fifty cents", "10.50 USD"),
+            ("$1,500", "1500 USD"),
+            ("$85.50", "85.50 USD"),
+            ("50 cents", "0.50 USD"),
+            ("two thousand shillings", "2000 KES"),
+        ] {
+            assert_eq!(of(text, "AMOUNT"), [want], "{text}");
+        }
+        assert!(of("I have 85 problems", "AMOUNT").is_empty());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(of("write to Jo@Example.com.", "EMAIL"), ["jo@example.com"]);
+        assert_eq!(
+            of("it is jo dot smith at example dot co dot uk", "EMAIL"),
+            ["jo.smith@example.co.uk"]
+        );
+        assert_eq!(of("grace at helpline.org", "EMAIL"), ["grace@helpline.org"]);
+        assert!(of("I am at home", "EMAIL").is_empty());
+        assert!(of("look at the dot com era", "EMAIL").is_empty());
+    }
+
+    #[test]
+    fn entity_fields() {
+        let mut x = shipped();
+        let mut s = seg(7, "Caller", 10.0, "Hello. My name is Amina.");
+        s.words = "Hello. My name is Amina."
+            .split(' ')
+            .enumerate()
+            .map(|(k, w)| crate::asr::Word {
+                word: format!(" {w}"),
+                start: 10.0 + k as f64 * 0.5,
+                end: 10.4 + k as f64 * 0.5,
+                probability: 0.9,
+            })
+            .collect();
+        let v = x.extract(&s);
+        assert_eq!(v.len(), 1);
+        let e = &v[0];
+        assert_eq!((e.label.as_str(), e.text.as_str()), ("PERSON", "Amina"));
+        assert_eq!(&s.text[e.start..e.end], "Amina");
+        assert_eq!(e.time, 12.0);
+        assert_eq!(e.segment_id, 7);
+        assert_eq!(e.participant_id.as_deref(), Some("caller"));
+        assert!((e.confidence - 0.9 * 0.95).abs() < 1e-9);
+        let json = serde_json::to_string(e).unwrap();
+        assert_eq!(serde_json::from_str::<Entity>(&json).unwrap(), *e);
+    }
+
+    #[test]
+    fn the_tracker_keeps_distinct_entities() {
+        let mut x = shipped();
+        let mut t = EntityTracker::default();
+        let new = t.add(x.extract(&seg(0, "B", 0.0, "My name is Amina, I live in Nairobi.")));
+        assert_eq!(new.len(), 2);
+        let new = t.add(x.extract(&seg(
+            1,
+            "A",
+            3.0,
+            "Thank you, Amina. Nairobi is far, and Kisumu?",
+        )));
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].normalized.as_deref(), Some("Kisumu"));
+        assert_eq!(t.all().len(), 3);
+        assert_eq!(t.by_label()["LOCATION"], ["Nairobi", "Kisumu"]);
+        assert_eq!(t.counts()["PERSON"], 1);
+        let mentions: Vec<u32> = t.with_mentions().map(|(_, n)| n).collect();
+        assert_eq!(mentions, [2, 2, 1]);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_file_and_entry() {
+        let err = |cfg: &str, files: &[(&str, &str)]| {
+            RuleEntities::from_strs(cfg, files)
+                .err()
+                .unwrap_or_else(|| panic!("no error for {cfg:?}"))
+                .to_string()
+        };
+        let e = err("[person]\nname_phrase = [\"x\"]\n", &[]);
+        assert!(
+            e.contains("entities.toml") && e.contains("name_phrase"),
+            "{e}"
+        );
+        let e = err("[[gazetteer]]\nlabel = \"PLACE\"\nfiles = []\n", &[]);
+        assert!(e.contains("PLACE"), "{e}");
+        let e = err(
+            "[[gazetteer]]\nlabel = \"LOCATION\"\nfiles = [\"x.txt\"]\n",
+            &[],
+        );
+        assert!(e.contains("x.txt"), "{e}");
+        let e = err(
+            "[[gazetteer]]\nlabel = \"LOCATION\"\nfiles = [\"x.txt\"]\n",
+            &[("x.txt", "Nairobi\n| Nai\n")],
+        );
+        assert!(e.contains("x.txt:2"), "{e}");
+        let e = err("[dates]\nnumeric_order = \"ymd\"\n", &[]);
+        assert!(e.contains("numeric_order"), "{e}");
+        let dir = std::env::temp_dir().join("earshot-entities-missing");
+        let e = RuleEntities::load(&dir).expect_err("missing").to_string();
+        assert!(e.contains("entities.toml"), "{e}");
+        // The shipped lists are a few hundred entries.
+        assert!(shipped().gazetteer_len() > 400);
+    }
+
+    const VOCAB: &[&str] = &[
+        "my",
+        "name",
+        "is",
+        "Grace",
+        "call",
+        "me",
+        "on",
+        "0712",
+        "seven",
+        "oh",
+        "double",
+        "$",
+        "$85",
+        "dollars",
+        "the",
+        "3rd",
+        "of",
+        "March",
+        "from",
+        "Mambasa",
+        "Mount",
+        "Basa",
+        "at",
+        "dot",
+        "com",
+        "case",
+        "number",
+        "years",
+        "old",
+        "aged",
+        "thank",
+        "you,",
+        "Amina.",
+        "?",
+        "-",
+        "twenty",
+        "hundred",
+        "and",
+        "cents",
+        "£",
+        "é",
+        "Ünïcode",
+        "日本",
+        "3/3/2025",
+        "x@y.co",
+        "account",
+        "Can",
+        "I",
+        "have",
+        "your",
+        "Bank",
+        "for",
+        "calling",
+        "Acme",
+        "Energy,",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn never_panics_and_offsets_are_char_boundaries(
+            texts in proptest::collection::vec(
+                prop_oneof![
+                    "\\PC{0,60}",
+                    proptest::collection::vec(proptest::sample::select(VOCAB), 0..25)
+                        .prop_map(|w| w.join(" ")),
+                ],
+                1..5,
+            ),
+            speakers in proptest::collection::vec(0u8..2, 5),
+        ) {
+            let mut x = shipped();
+            let mut t = EntityTracker::default();
+            for (k, text) in texts.iter().enumerate() {
+                let who = if speakers[k % speakers.len()] == 0 { "A" } else { "B" };
+                let s = seg(k as u64, who, k as f64 * 2.0, text);
+                let found = x.extract(&s);
+                for e in &found {
+                    let seg_text = &texts[e.segment_id as usize];
+                    prop_assert!(e.start <= e.end && e.end <= seg_text.len());
+                    prop_assert!(seg_text.is_char_boundary(e.start) && seg_text.is_char_boundary(e.end));
+                    prop_assert!(e.text.starts_with(&seg_text[e.start..e.end]));
+                    prop_assert!(label::ALL.contains(&e.label.as_str()));
+                    prop_assert!((0.0..=1.0).contains(&e.confidence));
+                }
+                t.add(found);
+            }
+            x.finish();
+        }
     }
 }
