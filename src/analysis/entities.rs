@@ -1458,6 +1458,17 @@ impl RuleEntities {
             self.asked = Some(a);
             return;
         }
+        // Answered with the phrase itself ("my account number is ...").
+        let held_here = self.held.as_ref().is_some_and(|h| {
+            h.entity.segment_id == c.seg.segment_id && h.label.as_deref() == Some(&a.label)
+        });
+        if held_here
+            || c.out
+                .iter()
+                .any(|e| e.label == a.label && e.segment_id == c.seg.segment_id)
+        {
+            return;
+        }
         for i in 0..c.toks.len() {
             if c.taken[i] {
                 continue;
@@ -1664,7 +1675,7 @@ impl RuleEntities {
             let (cur, at) = match sign_cur {
                 Some(cur) => (Some(cur), i),
                 None => match r.amount_prefixes.get(&c.toks[i].norm) {
-                    Some(cur) if c.toks[i].brk == Brk::None => (Some(cur.clone()), i + 1),
+                    Some(cur) if c.toks[i].brk <= Brk::Stop => (Some(cur.clone()), i + 1),
                     _ => (None, i),
                 },
             };
@@ -1975,6 +1986,20 @@ impl RuleEntities {
         let t = c.toks.get(i)?;
         if c.taken[i] || !self.name_like(t) || !(t.cap || lower_first) {
             return None;
+        }
+        // A lower-case name closes its clause: "her name is amina, ...",
+        // "my name is jo and ..."; not "my name is hard to spell".
+        if !t.cap {
+            let closes = t.brk >= Brk::Comma
+                || c.toks.get(i + 1).is_none_or(|n| {
+                    matches!(
+                        n.norm.as_str(),
+                        "and" | "but" | "from" | "i" | "i'm" | "calling" | "speaking" | "here"
+                    )
+                });
+            if !closes {
+                return None;
+            }
         }
         let mut j = i + 1;
         if t.cap {
@@ -2599,6 +2624,7 @@ mod tests {
     fn persons() {
         assert_eq!(of("My name is Grace.", "PERSON"), ["Grace"]);
         assert_eq!(of("her name is amina", "PERSON"), ["Amina"]);
+        assert_eq!(of("my name is jo and I need help", "PERSON"), ["Jo"]);
         assert_eq!(
             of("Good morning, this is David speaking.", "PERSON"),
             ["David"]
@@ -2622,6 +2648,7 @@ mod tests {
             "I am calling about my bill.",
             "Thank you for calling.",
             "I'm Kenyan.",
+            "my name is hard to spell",
         ] {
             assert!(of(no, "PERSON").is_empty(), "{no}: {:?}", one(no));
         }
@@ -2820,6 +2847,14 @@ mod tests {
         assert_eq!(v[0].label, "ACCOUNT_NUMBER");
         assert_eq!(v[0].normalized.as_deref(), Some("773419"));
         assert_eq!(v[0].source, "answer");
+        // Answered with the phrase: the question is settled.
+        let mut x = shipped();
+        x.extract(&seg(0, "Agent", 0.0, "Can I have your account number?"));
+        let v = x.extract(&seg(1, "Caller", 2.0, "My account number is 773419, yes."));
+        assert_eq!(v.len(), 1);
+        let mut v = x.extract(&seg(2, "Caller", 4.0, "And my other one is 5 5 5"));
+        v.extend(x.finish());
+        assert!(v.is_empty(), "{v:?}");
         // Too late, or after two unrelated answers: bare digits only.
         let mut x = shipped();
         x.extract(&seg(0, "Agent", 0.0, "What is your case number?"));
@@ -2877,6 +2912,7 @@ mod tests {
             ("it was 85 dollars", "85 USD"),
             ("eighty five dollars", "85 USD"),
             ("I sent KSh 500", "500 KES"),
+            ("I sent Ksh. 500", "500 KES"),
             ("500 shillings", "500 KES"),
             ("£20 a week", "20 GBP"),
             ("twenty pounds", "20 GBP"),
@@ -2907,7 +2943,11 @@ mod tests {
 
     #[test]
     fn entity_fields() {
-        let mut x = shipped();
+        fn send_clone<T: Send + Clone>(_: &T) {}
+        send_clone(&shipped());
+        // The slot takes any extractor.
+        let mut x: Box<dyn EntityExtractor> = Box::new(shipped());
+        assert_eq!(x.name(), "rules");
         let mut s = seg(7, "Caller", 10.0, "Hello. My name is Amina.");
         s.words = "Hello. My name is Amina."
             .split(' ')
