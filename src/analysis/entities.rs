@@ -1425,7 +1425,22 @@ impl RuleEntities {
                         continue;
                     }
                 }
-                // A code of letters and digits: "CS-4572", "KE2031".
+                // Letters then digits: "RF 88123", "CS-4572".
+                let t = &c.toks[j];
+                let letters = (1..=3).contains(&t.raw.len())
+                    && t.raw.chars().all(|ch| ch.is_ascii_uppercase())
+                    && t.brk == Brk::None;
+                if letters && lab != label::PHONE {
+                    if let Some((d, k)) = read_digits(&c.toks, j + 1, &c.taken) {
+                        if d.len() >= 3 {
+                            let code = format!("{}{d}", t.raw);
+                            self.number(c, j, k, code, Some(&lab), "trigger", 0.85);
+                            i = k;
+                            continue;
+                        }
+                    }
+                }
+                // A code of letters and digits in one word: "KE2031".
                 let t = &c.toks[j];
                 let nd = t.norm.bytes().filter(u8::is_ascii_digit).count();
                 if nd >= 3 && nd < t.norm.len() && lab != label::PHONE {
@@ -2630,6 +2645,7 @@ mod tests {
             ["David"]
         );
         assert_eq!(of("Hi David.", "PERSON"), ["David"]);
+        assert_eq!(of("Hello, is this Jane?", "PERSON"), ["Jane"]);
         assert_eq!(of("Thank you, Amina.", "PERSON"), ["Amina"]);
         assert_eq!(of("I'm Peter and I need help", "PERSON"), ["Peter"]);
         assert_eq!(of("Please call me Jo", "PERSON"), ["Jo"]);
@@ -2815,6 +2831,8 @@ mod tests {
             of("the ticket number is KE2031 now", "CASE_NUMBER"),
             ["KE2031"]
         );
+        assert_eq!(of("the reference is RF 88123.", "CASE_NUMBER"), ["RF88123"]);
+        assert_eq!(of("case number CS-4572", "CASE_NUMBER"), ["CS4572"]);
         assert_eq!(
             of("My account number is 7 7 3 4 1 9", "ACCOUNT_NUMBER"),
             ["773419"]
