@@ -71,13 +71,15 @@ impl AnalysisActor {
         }
     }
 
-    fn publish(&self, e: &AnalysisEvent, seg: &Segment) {
+    /// Push an event (and alert the notifier); `speaker` when the event
+    /// does not name one.
+    fn publish(&self, e: &AnalysisEvent, speaker: &str) {
         let mut body = serde_json::to_value(e).unwrap_or_default();
         if let Some(o) = body.as_object_mut() {
             o.insert("call_id".into(), serde_json::json!(self.call_id));
             o.insert("timestamp".into(), serde_json::json!(chrono::Utc::now()));
             o.entry("speaker")
-                .or_insert_with(|| serde_json::json!(seg.speaker));
+                .or_insert_with(|| serde_json::json!(speaker));
         }
         if let Some(n) = &self.notifier {
             if let Some(alert) = Alert::from_event(&self.call_id, e, &body) {
@@ -122,7 +124,7 @@ impl Handler<Analyse> for AnalysisActor {
             self.analysis.count_deferred();
         }
         for e in &events {
-            self.publish(e, &seg);
+            self.publish(e, &seg.speaker);
         }
         if let Some(w) = self.analysis.state().windows.last() {
             let st = self.analysis.state();
@@ -174,6 +176,9 @@ impl Handler<TakeSnapshot> for AnalysisActor {
     type Result = MessageResult<TakeSnapshot>;
     fn handle(&mut self, _: TakeSnapshot, ctx: &mut Context<Self>) -> Self::Result {
         ctx.stop();
+        for e in self.analysis.flush() {
+            self.publish(&e, "");
+        }
         MessageResult(self.analysis.snapshot())
     }
 }

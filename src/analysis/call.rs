@@ -487,6 +487,36 @@ impl CallAnalysis {
         events
     }
 
+    /// The call is over: entities held back for a continuation (a number
+    /// at the end of a segment) come out now.
+    pub fn flush(&mut self) -> Vec<AnalysisEvent> {
+        let Some(x) = self.extractor.as_mut() else {
+            return vec![];
+        };
+        let new = self.entities.add(x.finish());
+        let mut events = vec![];
+        for mut e in new {
+            if self.res.redactor.is_some() {
+                e.text = self.visible_text(&e.text);
+            }
+            self.state.entities.push(e.clone());
+            if let Some(w) = self
+                .state
+                .windows
+                .iter_mut()
+                .rev()
+                .find(|w| w.segment_id == e.segment_id)
+            {
+                w.new_entities.push(e.clone());
+            }
+            events.push(AnalysisEvent::EntityDetected { entity: e });
+        }
+        if let Some(w) = self.state.windows.last_mut() {
+            w.entity_count = self.state.entities.len();
+        }
+        events
+    }
+
     /// A final's translation came back (from the recogniser's translate
     /// pass or a translation model).
     pub fn push_translation(&mut self, t: TranslationWindow) {
@@ -649,6 +679,7 @@ impl PostCallRun {
                 for s in order {
                     a.push(s, now);
                 }
+                a.flush();
                 self.analysis = Some(a);
             }
             "translation" => {
