@@ -20,6 +20,35 @@ use earshot::analysis::call::{AnalysisEvent, CallAnalysis, Progressive, Translat
 use earshot::asr::Segment;
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The sentence encoder of this analysis thread (semantic
+    /// classification), loaded on first use: one per thread, shared by the
+    /// calls on it (a model is ~90 MB; the encoder is not `Sync`).
+    static ENCODER: std::cell::RefCell<Option<earshot::analysis::embed::MiniLm>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's sentence encoder (None when semantic
+/// classification is off or the model cannot load).
+pub fn with_encoder<R>(
+    res: &earshot::analysis::call::Resources,
+    f: impl FnOnce(Option<&mut (dyn earshot::analysis::SentenceEncoder + 'static)>) -> R,
+) -> R {
+    let Some(dir) = res.encoder_dir.as_ref() else {
+        return f(None);
+    };
+    ENCODER.with(|cell| {
+        let mut e = cell.borrow_mut();
+        if e.is_none() {
+            match earshot::analysis::embed::MiniLm::load(dir) {
+                Ok(m) => *e = Some(m),
+                Err(err) => tracing::error!(error = %err, "sentence encoder not loaded; semantic scoring off on this thread"),
+            }
+        }
+        f(e.as_mut().map(|m| m as &mut dyn earshot::analysis::SentenceEncoder))
+    })
+}
+
 /// Finals an analysis actor may hold before the call keeps them.
 pub const MAILBOX: usize = 256;
 /// How often a changed analysis is sent to the call.
@@ -112,7 +141,11 @@ impl Handler<Analyse> for AnalysisActor {
     fn handle(&mut self, m: Analyse, _: &mut Context<Self>) {
         let t0 = Instant::now();
         let seg = m.segment;
-        let events = self.analysis.push(&seg, chrono::Utc::now());
+        let res = self.analysis.resources().clone();
+        let analysis = &mut self.analysis;
+        let events = with_encoder(&res, |enc| {
+            analysis.push_with(&seg, chrono::Utc::now(), enc)
+        });
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         // Speech ended at call start + end_time; the analysis is done now.
         let since_speech = t0.saturating_duration_since(self.call_start).as_secs_f64()

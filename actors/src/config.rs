@@ -99,6 +99,10 @@ pub struct Cli {
     /// Mask cards, phone numbers, e-mails and ids in analysis text.
     #[arg(long, env = "EARSHOT_ANALYSIS_REDACT_PII", value_parser = clap::builder::BoolishValueParser::new())]
     pub analysis_redact_pii: Option<bool>,
+    /// Semantic classification with sentence embeddings (all-MiniLM-L6-v2
+    /// from scripts/fetch-embeddings; ~14 ms per final on one core).
+    #[arg(long, env = "EARSHOT_ANALYSIS_SEMANTIC", value_parser = clap::builder::BoolishValueParser::new())]
+    pub analysis_semantic: Option<bool>,
     /// Sentences in the extractive summary.
     #[arg(long, env = "EARSHOT_ANALYSIS_SUMMARY_SENTENCES")]
     pub analysis_summary_sentences: Option<usize>,
@@ -169,6 +173,7 @@ pub struct FileConfig {
     pub analysis_taxonomy: Option<String>,
     pub analysis_redact_pii: Option<bool>,
     pub analysis_summary_sentences: Option<usize>,
+    pub analysis_semantic: Option<bool>,
     pub analysis_threads: Option<usize>,
     pub pipeline_queue: Option<usize>,
     pub notify_urls: Option<String>,
@@ -353,6 +358,10 @@ impl Settings {
                         .or(file.analysis_redact_pii)
                         .unwrap_or(d.redact_pii),
                     summary_sentences: sentences,
+                    semantic: cli
+                        .analysis_semantic
+                        .or(file.analysis_semantic)
+                        .unwrap_or(d.semantic),
                     translation: asr.as_ref().is_some_and(|a| a.translate),
                     ..d
                 },

@@ -274,8 +274,10 @@ impl Handler<Step> for PipelineActor {
         if let Some(stage) = stage {
             job.info.begin(stage, now);
             let run = job.run.as_mut();
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.map(|r| r.step(now))));
+            let res = self.res.clone();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run.map(|r| crate::analysis::with_encoder(&res, |enc| r.step_with(now, enc)))
+            }));
             match result {
                 Ok(_) => {
                     job.info.done();

@@ -23,8 +23,8 @@ use super::sentiment::{
     ParticipantSentiment, SegmentSentiment, SentimentAlert, SentimentTracker, Vader,
 };
 use super::summary::{Summarizer, Summary};
-use super::taxonomy::{Classification, Classifier, Taxonomy};
-use super::AnalysisError;
+use super::taxonomy::{Classification, Classifier, SemanticIndex, Taxonomy};
+use super::{AnalysisError, SentenceEncoder};
 use crate::asr::Segment;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,11 @@ pub struct Resources {
     pub keywords: Option<KeywordConfig>,
     pub entities: Option<RuleEntities>,
     pub taxonomy: Option<Arc<Taxonomy>>,
+    /// The taxonomy's examples embedded (semantic classification on).
+    pub semantic: Option<Arc<SemanticIndex>>,
+    /// Where the sentence-embedding model is (each analysis thread loads
+    /// its own encoder from it).
+    pub encoder_dir: Option<std::path::PathBuf>,
     pub rubric: Option<Rubric>,
     pub redactor: Option<Redactor>,
 }
@@ -139,6 +144,15 @@ impl Resources {
         } else {
             None
         };
+        let (semantic, encoder_dir) = match (&taxonomy, config.semantic) {
+            (Some(t), true) => {
+                let dir = models_dir.join("all-minilm-l6-v2");
+                let mut enc = super::embed::MiniLm::load(&dir)?;
+                let index = SemanticIndex::build(t, &mut enc)?;
+                (Some(Arc::new(index)), Some(dir))
+            }
+            _ => (None, None),
+        };
         let rubric = if config.qa {
             Some(Rubric::load(&config_dir.join("qa-rubric.toml"))?)
         } else {
@@ -158,6 +172,8 @@ impl Resources {
             keywords,
             entities,
             taxonomy,
+            semantic,
+            encoder_dir,
             rubric,
             redactor,
         })
@@ -321,15 +337,20 @@ impl CallAnalysis {
             .entities
             .as_ref()
             .map(|e| Box::new(e.clone()) as Box<dyn EntityExtractor>);
-        let classifier = res.taxonomy.as_ref().map(|t| Classifier::new(t.clone()));
+        let classifier = res.taxonomy.as_ref().map(|t| {
+            let c = Classifier::new(t.clone());
+            match &res.semantic {
+                // Built from the same taxonomy at load: cannot mismatch.
+                Some(ix) => c
+                    .with_semantic(ix.clone())
+                    .unwrap_or_else(|_| Classifier::new(t.clone())),
+                None => c,
+            }
+        });
         let mut state = Progressive::default();
         if let Some(k) = &keywords {
             state.keywords = k.stats().to_vec();
-            state.missing_compliance = k
-                .missing_compliance()
-                .iter()
-                .map(|p| p.phrase.clone())
-                .collect();
+            state.missing_compliance = k.missing_compliance();
         }
         Self {
             res,
@@ -348,6 +369,10 @@ impl CallAnalysis {
         &self.res.config
     }
 
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.res
+    }
+
     /// The text as stored and pushed (masked when redaction is on).
     pub fn visible_text(&self, text: &str) -> String {
         match &self.res.redactor {
@@ -356,8 +381,37 @@ impl CallAnalysis {
         }
     }
 
+    /// Mask an entity's text and value when redaction is on (a phone or
+    /// card number entity keeps its label, not its digits).
+    fn mask_entity(&self, e: &mut Entity) {
+        if self.res.redactor.is_none() {
+            return;
+        }
+        let masked = self.visible_text(&e.text);
+        let pii = masked != e.text || matches!(e.label.as_str(), "PHONE" | "EMAIL");
+        if pii {
+            e.text = if masked != e.text {
+                masked
+            } else {
+                format!("[{}]", e.label)
+            };
+            e.normalized = None;
+        }
+    }
+
     /// Analyse one final; returns the events it raised.
     pub fn push(&mut self, seg: &Segment, at: DateTime<Utc>) -> Vec<AnalysisEvent> {
+        self.push_with(seg, at, None)
+    }
+
+    /// [`CallAnalysis::push`] with the sentence encoder semantic
+    /// classification uses (the caller owns it: one per analysis thread).
+    pub fn push_with(
+        &mut self,
+        seg: &Segment,
+        at: DateTime<Utc>,
+        encoder: Option<&mut (dyn SentenceEncoder + 'static)>,
+    ) -> Vec<AnalysisEvent> {
         let window_id = self.state.windows.len() as u64;
         let who = seg
             .participant_id
@@ -427,7 +481,7 @@ impl CallAnalysis {
                 }
                 self.state
                     .missing_compliance
-                    .retain(|p| !hits.iter().any(|h| &h.phrase == p));
+                    .retain(|l| !hits.iter().any(|h| &h.list == l));
                 events.extend(
                     hits.into_iter()
                         .map(|hit| AnalysisEvent::KeywordDetected { hit }),
@@ -440,9 +494,7 @@ impl CallAnalysis {
             let new = self.entities.add(found);
             for e in &new {
                 let mut e = e.clone();
-                if self.res.redactor.is_some() {
-                    e.text = self.visible_text(&e.text);
-                }
+                self.mask_entity(&mut e);
                 self.state.entities.push(e.clone());
                 window.new_entities.push(e.clone());
                 events.push(AnalysisEvent::EntityDetected { entity: e });
@@ -451,7 +503,13 @@ impl CallAnalysis {
         }
 
         if let Some(c) = self.classifier.as_mut() {
-            let changed = c.push(seg).is_some();
+            let changed = match encoder {
+                Some(enc) if self.res.semantic.is_some() => match c.push_encoded(seg, enc) {
+                    Ok(ch) => ch.is_some(),
+                    Err(_) => c.push(seg).is_some(),
+                },
+                _ => c.push(seg).is_some(),
+            };
             let now = c.current();
             window.main_category = Some(now.main_category.clone());
             window.classification_confidence = Some(now.confidence);
@@ -496,9 +554,7 @@ impl CallAnalysis {
         let new = self.entities.add(x.finish());
         let mut events = vec![];
         for mut e in new {
-            if self.res.redactor.is_some() {
-                e.text = self.visible_text(&e.text);
-            }
+            self.mask_entity(&mut e);
             self.state.entities.push(e.clone());
             if let Some(w) = self
                 .state
@@ -670,6 +726,16 @@ impl PostCallRun {
 
     /// Run the next analysis stage; `now` is the wall time.
     pub fn step(&mut self, now: DateTime<Utc>) -> Option<&'static str> {
+        self.step_with(now, None)
+    }
+
+    /// [`PostCallRun::step`] with the sentence encoder semantic
+    /// classification uses.
+    pub fn step_with(
+        &mut self,
+        now: DateTime<Utc>,
+        mut encoder: Option<&mut (dyn SentenceEncoder + 'static)>,
+    ) -> Option<&'static str> {
         let stage = self.next_stage()?;
         match stage {
             "analysis" => {
@@ -677,7 +743,7 @@ impl PostCallRun {
                 let mut order: Vec<&Segment> = self.segments.iter().collect();
                 order.sort_by(|x, y| x.start_time.total_cmp(&y.start_time));
                 for s in order {
-                    a.push(s, now);
+                    a.push_with(s, now, encoder.as_deref_mut());
                 }
                 a.flush();
                 self.analysis = Some(a);
@@ -753,10 +819,16 @@ impl PostCallRun {
             .filter_map(|w| w.sentiment.as_ref().map(|s| s.score))
             .collect();
         let mut watched: std::collections::BTreeMap<String, u64> = Default::default();
-        let compliance: std::collections::BTreeSet<&str> =
-            p.missing_compliance.iter().map(String::as_str).collect();
+        let compliance: std::collections::BTreeSet<&str> = self
+            .res
+            .keywords
+            .iter()
+            .flat_map(|c| c.lists.iter())
+            .filter(|l| l.compliance)
+            .map(|l| l.name.as_str())
+            .collect();
         for k in &p.keywords {
-            if k.count > 0 && !compliance.contains(k.phrase.as_str()) {
+            if k.count > 0 && !compliance.contains(k.list.as_str()) {
                 *watched.entry(k.list.clone()).or_default() += k.count;
             }
         }

@@ -137,14 +137,22 @@ impl KeywordSpotter {
         &self.stats
     }
 
-    /// Compliance phrases not said yet.
-    pub fn missing_compliance(&self) -> Vec<&PhraseStats> {
-        self.stats
-            .iter()
-            .zip(&self.phrases)
-            .filter(|(s, p)| p.3 && s.count == 0)
-            .map(|(s, _)| s)
-            .collect()
+    /// Compliance lists none of whose phrases (alternative wordings of one
+    /// requirement) has been said yet, by name.
+    pub fn missing_compliance(&self) -> Vec<String> {
+        let mut out: Vec<String> = vec![];
+        for (s, p) in self.stats.iter().zip(&self.phrases) {
+            if p.3 && !out.contains(&s.list) {
+                out.push(s.list.clone());
+            }
+        }
+        out.retain(|l| !self.stats.iter().any(|s| &s.list == l && s.count > 0));
+        out
+    }
+
+    /// Whether `list` is a compliance list.
+    pub fn is_compliance(&self, list: &str) -> bool {
+        self.phrases.iter().any(|p| p.0 == list && p.3)
     }
 }
 
@@ -156,7 +164,12 @@ mod tests {
 [[lists]]
 name = "disclosure"
 compliance = true
-phrases = ["this call may be recorded", "is there anything else"]
+phrases = ["this call may be recorded", "this call is being recorded"]
+
+[[lists]]
+name = "further_help"
+compliance = true
+phrases = ["is there anything else"]
 
 [[lists]]
 name = "escalation"
@@ -166,7 +179,7 @@ phrases = ["supervisor", "speak to a manager", "complaint"]
     #[test]
     fn phrases_are_found_at_word_boundaries_with_tallies() {
         let mut k = KeywordSpotter::from_toml(CFG).unwrap();
-        assert_eq!(k.missing_compliance().len(), 2);
+        assert_eq!(k.missing_compliance(), ["disclosure", "further_help"]);
         let h = k.push(
             0,
             Some("p1"),
@@ -200,12 +213,8 @@ phrases = ["supervisor", "speak to a manager", "complaint"]
         assert_eq!(s.count, 2);
         assert_eq!(s.first_mention.as_ref().unwrap().segment_id, 2);
         assert_eq!(s.speakers.iter().collect::<Vec<_>>(), ["Caller"]);
-        let missing: Vec<&str> = k
-            .missing_compliance()
-            .iter()
-            .map(|s| s.phrase.as_str())
-            .collect();
-        assert_eq!(missing, ["is there anything else"]);
+        // One wording of the disclosure satisfies it.
+        assert_eq!(k.missing_compliance(), ["further_help"]);
         assert!(KeywordSpotter::from_toml("lists = 5").is_err());
     }
 
