@@ -441,3 +441,119 @@ fn pipeline_status_and_errors_without_speech() {
     let a = engine.post("/api/v1/calls/agent-service/test-auth");
     assert_eq!(a.status, 503);
 }
+
+/// A French call with translation on (multilingual base model): the
+/// transcript stays French, every final gets an English translation
+/// window, and the export carries both.
+#[test]
+fn french_call_gets_translation_windows() {
+    let base = repo_root().join("models/ggml-base-q8_0.bin");
+    assert!(
+        base.is_file(),
+        "run scripts/fetch-model base (scripts/setup does)"
+    );
+    let engine = Engine::start_with(EngineOpts {
+        asr: true,
+        asr_model: Some(base),
+        extra_args: ["--asr-translate", "true", "--asr-language", "fr"]
+            .map(String::from)
+            .to_vec(),
+        ..EngineOpts::default()
+    });
+    let run = record_on(
+        engine,
+        "french",
+        [Impairment::clean(1), Impairment::clean(2)],
+    );
+    let id = run.id.clone();
+    processed(&run.engine, &id, "auto");
+    let segs = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/segments", encode(&id)))
+        .body;
+    let segs = segs.as_array().cloned().unwrap_or_default();
+    assert!(segs.len() >= 5, "{segs:?}");
+    assert!(segs.iter().all(|g| s(&g["language"]) == "fr"));
+    let tr = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/translation", encode(&id)));
+    assert_eq!(tr.status, 200);
+    let b = &tr.body;
+    eprintln!("translation: {}", pretty(b));
+    assert_eq!(b["translation_enabled"], Value::Bool(true));
+    assert_eq!(s(&b["source_language"]), "fr");
+    assert_eq!(s(&b["language"]), "en");
+    assert!(s(&b["translation_model"]).contains("whisper"));
+    let windows = b["translation_windows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        windows.len(),
+        segs.len(),
+        "one translation window per final"
+    );
+    for w in &windows {
+        assert!(segs
+            .iter()
+            .any(|g| g["segment_id"] == w["segment_id"] && g["text"] == w["original"]));
+        assert_eq!(w["translated"], Value::Bool(true));
+    }
+    // English out of French audio: the prompts' words, translated.
+    let english = s(&b["cumulative_translation"]).to_lowercase();
+    let hits = [
+        "please",
+        "wait",
+        "call",
+        "sorry",
+        "understand",
+        "participant",
+        "conference",
+        "directory",
+        "password",
+        "system",
+        "phone",
+        "new",
+    ]
+    .iter()
+    .filter(|w| english.contains(*w))
+    .count();
+    assert!(hits >= 4, "not English enough ({hits}): {english}");
+    let french = segs
+        .iter()
+        .map(|g| s(&g["text"]).to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        earshot::asr::wer::wer(&french, &english) > 0.6,
+        "translation too close to the French: {english}"
+    );
+    let tx = run
+        .engine
+        .get(&format!("/api/v1/calls/{}/export?format=text", encode(&id)));
+    assert!(
+        tx.text.contains("--- ORIGINAL TRANSCRIPT (French) ---"),
+        "{}",
+        tx.text
+    );
+    let after = tx
+        .text
+        .split("--- ENGLISH TRANSLATION ---")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        after
+            .to_lowercase()
+            .contains(&english[..english.len().min(20)]),
+        "{}",
+        tx.text
+    );
+    let pa = run.engine.get(&format!(
+        "/api/v1/calls/{}/progressive-analysis",
+        encode(&id)
+    ));
+    assert_eq!(
+        pa.body["translation_windows"].as_u64(),
+        Some(segs.len() as u64)
+    );
+}

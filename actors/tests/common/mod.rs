@@ -185,6 +185,8 @@ pub struct EngineOpts {
     /// ggml thread per worker); off by default so that tests which do not
     /// need it do not pay for it.
     pub asr: bool,
+    /// Another model than the default tiny.en (with `asr`).
+    pub asr_model: Option<PathBuf>,
     /// More `--flag value` pairs.
     pub extra_args: Vec<String>,
 }
@@ -311,7 +313,7 @@ impl Engine {
                 cmd.arg("--asr")
                     .arg("true")
                     .arg("--asr-model")
-                    .arg(asr_model())
+                    .arg(self.opts.asr_model.clone().unwrap_or_else(asr_model))
                     .arg("--asr-threads")
                     .arg("1");
             } else {
