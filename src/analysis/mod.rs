@@ -9,7 +9,9 @@
 //! * [`pii`]: masking of card numbers, phone numbers, e-mails and national
 //!   ids in stored/pushed text.
 //! * [`entities`]: rule, pattern and gazetteer entities (names, places,
-//!   numbers, dates, amounts, ...), with an ONNX token-classification slot.
+//!   numbers, dates, amounts, ...), with an ONNX token-classification slot
+//!   ([`onnx::OnnxNer`]; [`onnx::OnnxEncoder`] runs the sentence encoder
+//!   on ONNX Runtime).
 //! * [`taxonomy`]: call classification from a taxonomy file, with
 //!   evidence, optionally helped by sentence embeddings ([`embed`]).
 //! * [`summary`]: extractive, speaker-attributed summary.
@@ -19,6 +21,7 @@ pub mod call;
 pub mod embed;
 pub mod entities;
 pub mod keywords;
+pub mod onnx;
 pub mod pii;
 pub mod qa;
 pub mod sentiment;
