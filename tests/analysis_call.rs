@@ -7,7 +7,7 @@
 //! semantic classification with the real MiniLM encoder.
 
 use earshot::analysis::call::{
-    AnalysisConfig, AnalysisEvent, CallAnalysis, CallFacts, PostCallRun, Resources,
+    AnalysisConfig, AnalysisEvent, CallAnalysis, CallFacts, Models, PostCallRun, Resources,
 };
 use earshot::analysis::embed::MiniLm;
 use earshot::analysis::SentenceEncoder;
@@ -243,7 +243,14 @@ fn semantic_scoring_with_minilm() {
         seg.speaker = "Party B".into();
         seg.text = text.to_string();
         a.push(&seg, now);
-        b.push_with(&seg, now, Some(&mut enc));
+        b.push_with(
+            &seg,
+            now,
+            Models {
+                encoder: Some(&mut enc),
+                ner: None,
+            },
+        );
     }
     let without = a.state().latest_classification.clone().unwrap();
     let with = b.state().latest_classification.clone().unwrap();
@@ -270,4 +277,73 @@ fn semantic_scoring_with_minilm() {
         "{:?}",
         with.evidence
     );
+}
+
+/// The NER model slot: a token-classification model run through ONNX
+/// Runtime (the demo model of `scripts/make-onnx-models`) beside the rules;
+/// its entities join the call's, deduplicated, marked with their source.
+#[test]
+fn onnx_ner_slot_adds_model_entities() {
+    let dir = root().join(earshot::analysis::onnx::NER_DEFAULT_DIR);
+    let rt = root().join(earshot::analysis::onnx::DEFAULT_RUNTIME);
+    assert!(
+        dir.join("model.onnx").is_file() && rt.exists(),
+        "run scripts/fetch-onnxruntime and scripts/make-onnx-models (scripts/setup does)"
+    );
+    let res = resources(AnalysisConfig {
+        ner_model: Some(dir.clone()),
+        ..AnalysisConfig::default()
+    });
+    let (path, opts) = res.ner.clone().expect("the slot is configured");
+    let mut ner = earshot::analysis::onnx::OnnxNer::load_with(&path, &opts).unwrap();
+    let rec = record("billing");
+    let mut a = CallAnalysis::new(res.clone());
+    let now = chrono::Utc::now();
+    for s in in_time_order(&rec) {
+        a.push_with(
+            &s,
+            now,
+            Models {
+                encoder: None,
+                ner: Some(&mut ner),
+            },
+        );
+    }
+    let st = a.state();
+    let sources: Vec<(&str, &str, &str)> = st
+        .entities
+        .iter()
+        .map(|e| (e.source.as_str(), e.label.as_str(), e.text.as_str()))
+        .collect();
+    eprintln!("{sources:?}");
+    // Rules and model both contribute; one entry per entity.
+    assert!(
+        sources.iter().any(|(s, _, _)| s.starts_with("onnx:")),
+        "{sources:?}"
+    );
+    assert!(sources.iter().any(|(s, _, _)| !s.starts_with("onnx:")));
+    let persons: Vec<&str> = st
+        .entities
+        .iter()
+        .filter(|e| e.label == "PERSON")
+        .map(|e| e.normalized.as_deref().unwrap_or(&e.text))
+        .collect();
+    assert_eq!(
+        persons
+            .iter()
+            .filter(|p| p.eq_ignore_ascii_case("david"))
+            .count(),
+        1,
+        "David once though both found him: {persons:?}"
+    );
+    // A bad model directory is a load error, not a silent fallback.
+    let bad = Resources::load(
+        AnalysisConfig {
+            ner_model: Some(root().join("tests/analysis")),
+            ..AnalysisConfig::default()
+        },
+        &root().join("config"),
+        &root().join("models"),
+    );
+    assert!(bad.is_err());
 }

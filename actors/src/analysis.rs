@@ -21,31 +21,51 @@ use earshot::asr::Segment;
 use std::time::{Duration, Instant};
 
 thread_local! {
-    /// The sentence encoder of this analysis thread (semantic
-    /// classification), loaded on first use: one per thread, shared by the
-    /// calls on it (a model is ~90 MB; the encoder is not `Sync`).
+    /// This analysis thread's models, loaded on first use: one per thread,
+    /// shared by the calls on it (a model is tens of MB; neither the
+    /// encoder nor an ONNX session is `Sync`).
     static ENCODER: std::cell::RefCell<Option<earshot::analysis::embed::MiniLm>> =
+        const { std::cell::RefCell::new(None) };
+    static NER: std::cell::RefCell<Option<earshot::analysis::onnx::OnnxNer>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// Run `f` with this thread's sentence encoder (None when semantic
-/// classification is off or the model cannot load).
-pub fn with_encoder<R>(
+/// Run `f` with this thread's models (each None when off or when it cannot
+/// load; said once in the log).
+pub fn with_models<R>(
     res: &earshot::analysis::call::Resources,
-    f: impl FnOnce(Option<&mut (dyn earshot::analysis::SentenceEncoder + 'static)>) -> R,
+    f: impl FnOnce(earshot::analysis::call::Models<'_>) -> R,
 ) -> R {
-    let Some(dir) = res.encoder_dir.as_ref() else {
-        return f(None);
-    };
-    ENCODER.with(|cell| {
-        let mut e = cell.borrow_mut();
-        if e.is_none() {
-            match earshot::analysis::embed::MiniLm::load(dir) {
-                Ok(m) => *e = Some(m),
-                Err(err) => tracing::error!(error = %err, "sentence encoder not loaded; semantic scoring off on this thread"),
+    ENCODER.with(|enc| {
+        NER.with(|ner| {
+            let mut enc = enc.borrow_mut();
+            let mut ner = ner.borrow_mut();
+            if let (Some(dir), None) = (res.encoder_dir.as_ref(), enc.as_ref()) {
+                match earshot::analysis::embed::MiniLm::load(dir) {
+                    Ok(m) => *enc = Some(m),
+                    Err(e) => tracing::error!(error = %e, "sentence encoder not loaded; semantic scoring off on this thread"),
+                }
             }
-        }
-        f(e.as_mut().map(|m| m as &mut dyn earshot::analysis::SentenceEncoder))
+            if let (Some((dir, opts)), None) = (res.ner.as_ref(), ner.as_ref()) {
+                match earshot::analysis::onnx::OnnxNer::load_with(dir, opts) {
+                    Ok(m) => *ner = Some(m),
+                    Err(e) => tracing::error!(error = %e, "NER model not loaded; rules only on this thread"),
+                }
+            }
+            let models = earshot::analysis::call::Models {
+                encoder: res
+                    .encoder_dir
+                    .as_ref()
+                    .and(enc.as_mut())
+                    .map(|m| m as &mut (dyn earshot::analysis::SentenceEncoder + 'static)),
+                ner: res
+                    .ner
+                    .as_ref()
+                    .and(ner.as_mut())
+                    .map(|m| m as &mut (dyn earshot::analysis::entities::EntityExtractor + 'static)),
+            };
+            f(models)
+        })
     })
 }
 
@@ -143,9 +163,7 @@ impl Handler<Analyse> for AnalysisActor {
         let seg = m.segment;
         let res = self.analysis.resources().clone();
         let analysis = &mut self.analysis;
-        let events = with_encoder(&res, |enc| {
-            analysis.push_with(&seg, chrono::Utc::now(), enc)
-        });
+        let events = with_models(&res, |m| analysis.push_with(&seg, chrono::Utc::now(), m));
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         // Speech ended at call start + end_time; the analysis is done now.
         let since_speech = t0.saturating_duration_since(self.call_start).as_secs_f64()

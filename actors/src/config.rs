@@ -103,6 +103,12 @@ pub struct Cli {
     /// from scripts/fetch-embeddings; ~14 ms per final on one core).
     #[arg(long, env = "EARSHOT_ANALYSIS_SEMANTIC", value_parser = clap::builder::BoolishValueParser::new())]
     pub analysis_semantic: Option<bool>,
+    /// A token-classification (NER) model directory run through ONNX
+    /// Runtime beside the rules (model.onnx, tokenizer.json, labels.json);
+    /// the runtime is <models_dir>/onnxruntime/libonnxruntime.so
+    /// (scripts/fetch-onnxruntime).
+    #[arg(long, env = "EARSHOT_ANALYSIS_NER_MODEL")]
+    pub analysis_ner_model: Option<PathBuf>,
     /// Sentences in the extractive summary.
     #[arg(long, env = "EARSHOT_ANALYSIS_SUMMARY_SENTENCES")]
     pub analysis_summary_sentences: Option<usize>,
@@ -174,6 +180,7 @@ pub struct FileConfig {
     pub analysis_redact_pii: Option<bool>,
     pub analysis_summary_sentences: Option<usize>,
     pub analysis_semantic: Option<bool>,
+    pub analysis_ner_model: Option<PathBuf>,
     pub analysis_threads: Option<usize>,
     pub pipeline_queue: Option<usize>,
     pub notify_urls: Option<String>,
@@ -362,6 +369,7 @@ impl Settings {
                         .analysis_semantic
                         .or(file.analysis_semantic)
                         .unwrap_or(d.semantic),
+                    ner_model: cli.analysis_ner_model.or(file.analysis_ner_model),
                     translation: asr.as_ref().is_some_and(|a| a.translate),
                     ..d
                 },

@@ -276,7 +276,7 @@ impl Handler<Step> for PipelineActor {
             let run = job.run.as_mut();
             let res = self.res.clone();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run.map(|r| crate::analysis::with_encoder(&res, |enc| r.step_with(now, enc)))
+                run.map(|r| crate::analysis::with_models(&res, |m| r.step_with(now, m)))
             }));
             match result {
                 Ok(_) => {
@@ -482,6 +482,7 @@ pub fn pipeline_config(res: &Resources) -> serde_json::Value {
         "classification": c.classification,
         "taxonomy": c.taxonomy,
         "semantic_classification": c.semantic,
+        "ner_model": c.ner_model,
         "summary": c.summary,
         "summary_sentences": c.summary_sentences,
         "qa": c.qa,

@@ -396,7 +396,18 @@ fn helpline_call_is_analysed_live_and_after() {
 
 #[test]
 fn pipeline_status_and_errors_without_speech() {
-    let engine = Engine::start();
+    // With the ONNX NER slot configured (the demo model): the engine loads
+    // it at start and says so in the pipeline configuration.
+    let engine = Engine::start_with(EngineOpts {
+        extra_args: vec![
+            "--analysis-ner-model".into(),
+            repo_root()
+                .join("models/onnx-ner-demo")
+                .display()
+                .to_string(),
+        ],
+        ..EngineOpts::default()
+    });
     let sipp = Sipp::start_args(&engine, "media_call.xml", Transport::Udp, &["-d", "3000"]);
     let id = sipp.call_id.clone();
     engine.wait_active(&id, "the call is live", |_| true);
@@ -410,7 +421,7 @@ fn pipeline_status_and_errors_without_speech() {
     assert_eq!(p.status, 200);
     assert_eq!(s(&p.body["processing_status"]), "pending");
     assert!(p.body["estimated_completion"].is_null());
-    assert!(!p.body["pipeline_config"].is_null());
+    assert!(s(&p.body["pipeline_config"]["ner_model"]).ends_with("onnx-ner-demo"));
     let live = engine.get(&format!(
         "/api/v1/calls/{}/progressive-analysis",
         encode(&id)

@@ -43,6 +43,10 @@ pub struct AnalysisConfig {
     pub taxonomy: String,
     /// Sentence-embedding help for classification (needs the MiniLM model).
     pub semantic: bool,
+    /// A token-classification (NER) model directory run through ONNX
+    /// Runtime beside the rules (`model.onnx`, `tokenizer.json`,
+    /// `labels.json`); None: rules only.
+    pub ner_model: Option<std::path::PathBuf>,
     pub summary: bool,
     /// Sentences in the extractive summary.
     pub summary_sentences: usize,
@@ -66,6 +70,7 @@ impl Default for AnalysisConfig {
             classification: true,
             taxonomy: "helpline".into(),
             semantic: false,
+            ner_model: None,
             summary: true,
             summary_sentences: 3,
             qa: true,
@@ -88,6 +93,9 @@ pub struct Resources {
     /// Where the sentence-embedding model is (each analysis thread loads
     /// its own encoder from it).
     pub encoder_dir: Option<std::path::PathBuf>,
+    /// The NER model slot (each analysis thread loads its own session),
+    /// with the ONNX Runtime library to load it with.
+    pub ner: Option<(std::path::PathBuf, super::onnx::OnnxOptions)>,
     pub rubric: Option<Rubric>,
     pub redactor: Option<Redactor>,
 }
@@ -153,6 +161,18 @@ impl Resources {
             }
             _ => (None, None),
         };
+        let ner = match &config.ner_model {
+            Some(dir) => {
+                let opts = super::onnx::OnnxOptions {
+                    runtime: Some(models_dir.join("onnxruntime/libonnxruntime.so")),
+                    ..Default::default()
+                };
+                // Load once now so a bad model is a start-up error.
+                super::onnx::OnnxNer::load_with(dir, &opts)?;
+                Some((dir.clone(), opts))
+            }
+            None => None,
+        };
         let rubric = if config.qa {
             Some(Rubric::load(&config_dir.join("qa-rubric.toml"))?)
         } else {
@@ -174,6 +194,7 @@ impl Resources {
             taxonomy,
             semantic,
             encoder_dir,
+            ner,
             rubric,
             redactor,
         })
@@ -312,6 +333,15 @@ impl Progressive {
     }
 }
 
+/// Models a caller owns and lends to each push (one per analysis thread,
+/// shared by the calls on it): the sentence encoder of semantic
+/// classification and the NER model slot.
+#[derive(Default)]
+pub struct Models<'a> {
+    pub encoder: Option<&'a mut (dyn SentenceEncoder + 'static)>,
+    pub ner: Option<&'a mut (dyn EntityExtractor + 'static)>,
+}
+
 /// One call's analysers and state.
 pub struct CallAnalysis {
     res: Arc<Resources>,
@@ -401,17 +431,19 @@ impl CallAnalysis {
 
     /// Analyse one final; returns the events it raised.
     pub fn push(&mut self, seg: &Segment, at: DateTime<Utc>) -> Vec<AnalysisEvent> {
-        self.push_with(seg, at, None)
+        self.push_with(seg, at, Models::default())
     }
 
-    /// [`CallAnalysis::push`] with the sentence encoder semantic
-    /// classification uses (the caller owns it: one per analysis thread).
+    /// [`CallAnalysis::push`] with the models the caller owns (one per
+    /// analysis thread): the sentence encoder semantic classification uses
+    /// and the NER model, whose entities join the rules' (deduplicated).
     pub fn push_with(
         &mut self,
         seg: &Segment,
         at: DateTime<Utc>,
-        encoder: Option<&mut (dyn SentenceEncoder + 'static)>,
+        models: Models<'_>,
     ) -> Vec<AnalysisEvent> {
+        let Models { encoder, ner } = models;
         let window_id = self.state.windows.len() as u64;
         let who = seg
             .participant_id
@@ -489,8 +521,15 @@ impl CallAnalysis {
             }
         }
 
-        if let Some(x) = self.extractor.as_mut() {
-            let found = x.extract(seg);
+        if self.extractor.is_some() || ner.is_some() {
+            let mut found = self
+                .extractor
+                .as_mut()
+                .map(|x| x.extract(seg))
+                .unwrap_or_default();
+            if let Some(m) = ner {
+                found.extend(m.extract(seg));
+            }
             let new = self.entities.add(found);
             for e in &new {
                 let mut e = e.clone();
@@ -726,16 +765,16 @@ impl PostCallRun {
 
     /// Run the next analysis stage; `now` is the wall time.
     pub fn step(&mut self, now: DateTime<Utc>) -> Option<&'static str> {
-        self.step_with(now, None)
+        self.step_with(now, Models::default())
     }
 
-    /// [`PostCallRun::step`] with the sentence encoder semantic
-    /// classification uses.
-    pub fn step_with(
-        &mut self,
-        now: DateTime<Utc>,
-        mut encoder: Option<&mut (dyn SentenceEncoder + 'static)>,
-    ) -> Option<&'static str> {
+    /// [`PostCallRun::step`] with the models the caller owns (see
+    /// [`Models`]).
+    pub fn step_with(&mut self, now: DateTime<Utc>, models: Models<'_>) -> Option<&'static str> {
+        let Models {
+            mut encoder,
+            mut ner,
+        } = models;
         let stage = self.next_stage()?;
         match stage {
             "analysis" => {
@@ -743,7 +782,14 @@ impl PostCallRun {
                 let mut order: Vec<&Segment> = self.segments.iter().collect();
                 order.sort_by(|x, y| x.start_time.total_cmp(&y.start_time));
                 for s in order {
-                    a.push_with(s, now, encoder.as_deref_mut());
+                    a.push_with(
+                        s,
+                        now,
+                        Models {
+                            encoder: encoder.as_deref_mut(),
+                            ner: ner.as_deref_mut(),
+                        },
+                    );
                 }
                 a.flush();
                 self.analysis = Some(a);
