@@ -7,9 +7,9 @@
 //! semantic classification with the real MiniLM encoder.
 
 use earshot::analysis::call::{
-    AnalysisConfig, AnalysisEvent, CallAnalysis, CallFacts, Models, PostCallRun, Resources,
+    AnalysisConfig, AnalysisEvent, CallAnalysis, CallFacts, EncoderRuntime, Models, PostCallRun,
+    Resources,
 };
-use earshot::analysis::embed::MiniLm;
 use earshot::analysis::SentenceEncoder;
 use earshot::asr::Segment;
 use earshot::session::SessionRecord;
@@ -210,6 +210,12 @@ fn redaction_masks_stored_and_pushed_text() {
 /// abuse from "beat me").
 #[test]
 fn semantic_scoring_with_minilm() {
+    for runtime in [EncoderRuntime::Candle, EncoderRuntime::Onnx] {
+        semantic_scoring(runtime);
+    }
+}
+
+fn semantic_scoring(runtime: EncoderRuntime) {
     let dir = root().join("models/all-minilm-l6-v2");
     if !Path::new(&dir).join("model.safetensors").is_file() {
         panic!("run scripts/fetch-embeddings (scripts/setup does)");
@@ -217,9 +223,15 @@ fn semantic_scoring_with_minilm() {
     let plain = resources(AnalysisConfig::default());
     let semantic = resources(AnalysisConfig {
         semantic: true,
+        semantic_runtime: runtime,
         ..AnalysisConfig::default()
     });
-    let mut enc = MiniLm::load(&dir).unwrap();
+    let mut enc = semantic
+        .encoder
+        .as_ref()
+        .expect("encoder spec")
+        .load()
+        .unwrap();
     assert_eq!(enc.dim(), 384);
     let v = enc
         .encode(&[
@@ -247,7 +259,7 @@ fn semantic_scoring_with_minilm() {
             &seg,
             now,
             Models {
-                encoder: Some(&mut enc),
+                encoder: Some(enc.as_mut()),
                 ner: None,
             },
         );
@@ -256,7 +268,7 @@ fn semantic_scoring_with_minilm() {
     let with = b.state().latest_classification.clone().unwrap();
     eprintln!("without: {:?}\nwith: {:?}", without.evidence, with.evidence);
     eprintln!(
-        "without embeddings: {} ({:.2}); with: {} / {} ({:.2})",
+        "{runtime:?} — without embeddings: {} ({:.2}); with: {} / {} ({:.2})",
         without.main_category,
         without.confidence,
         with.main_category,

@@ -24,7 +24,7 @@ thread_local! {
     /// This analysis thread's models, loaded on first use: one per thread,
     /// shared by the calls on it (a model is tens of MB; neither the
     /// encoder nor an ONNX session is `Sync`).
-    static ENCODER: std::cell::RefCell<Option<earshot::analysis::embed::MiniLm>> =
+    static ENCODER: std::cell::RefCell<Option<Box<dyn earshot::analysis::SentenceEncoder>>> =
         const { std::cell::RefCell::new(None) };
     static NER: std::cell::RefCell<Option<earshot::analysis::onnx::OnnxNer>> =
         const { std::cell::RefCell::new(None) };
@@ -40,8 +40,8 @@ pub fn with_models<R>(
         NER.with(|ner| {
             let mut enc = enc.borrow_mut();
             let mut ner = ner.borrow_mut();
-            if let (Some(dir), None) = (res.encoder_dir.as_ref(), enc.as_ref()) {
-                match earshot::analysis::embed::MiniLm::load(dir) {
+            if let (Some(spec), None) = (res.encoder.as_ref(), enc.as_ref()) {
+                match spec.load() {
                     Ok(m) => *enc = Some(m),
                     Err(e) => tracing::error!(error = %e, "sentence encoder not loaded; semantic scoring off on this thread"),
                 }
@@ -54,10 +54,10 @@ pub fn with_models<R>(
             }
             let models = earshot::analysis::call::Models {
                 encoder: res
-                    .encoder_dir
+                    .encoder
                     .as_ref()
                     .and(enc.as_mut())
-                    .map(|m| m as &mut (dyn earshot::analysis::SentenceEncoder + 'static)),
+                    .map(|m| m.as_mut() as &mut (dyn earshot::analysis::SentenceEncoder + 'static)),
                 ner: res
                     .ner
                     .as_ref()

@@ -482,6 +482,7 @@ pub fn pipeline_config(res: &Resources) -> serde_json::Value {
         "classification": c.classification,
         "taxonomy": c.taxonomy,
         "semantic_classification": c.semantic,
+        "semantic_runtime": c.semantic_runtime,
         "ner_model": c.ner_model,
         "summary": c.summary,
         "summary_sentences": c.summary_sentences,

@@ -396,8 +396,9 @@ fn helpline_call_is_analysed_live_and_after() {
 
 #[test]
 fn pipeline_status_and_errors_without_speech() {
-    // With the ONNX NER slot configured (the demo model): the engine loads
-    // it at start and says so in the pipeline configuration.
+    // With the ONNX NER slot configured (the demo model) and semantic
+    // classification on ONNX Runtime: the engine loads both at start and
+    // says so in the pipeline configuration.
     let engine = Engine::start_with(EngineOpts {
         extra_args: vec![
             "--analysis-ner-model".into(),
@@ -405,6 +406,10 @@ fn pipeline_status_and_errors_without_speech() {
                 .join("models/onnx-ner-demo")
                 .display()
                 .to_string(),
+            "--analysis-semantic".into(),
+            "true".into(),
+            "--analysis-semantic-runtime".into(),
+            "onnx".into(),
         ],
         ..EngineOpts::default()
     });
@@ -422,6 +427,11 @@ fn pipeline_status_and_errors_without_speech() {
     assert_eq!(s(&p.body["processing_status"]), "pending");
     assert!(p.body["estimated_completion"].is_null());
     assert!(s(&p.body["pipeline_config"]["ner_model"]).ends_with("onnx-ner-demo"));
+    assert_eq!(s(&p.body["pipeline_config"]["semantic_runtime"]), "onnx");
+    assert_eq!(
+        p.body["pipeline_config"]["semantic_classification"],
+        Value::Bool(true)
+    );
     let live = engine.get(&format!(
         "/api/v1/calls/{}/progressive-analysis",
         encode(&id)

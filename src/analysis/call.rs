@@ -43,6 +43,8 @@ pub struct AnalysisConfig {
     pub taxonomy: String,
     /// Sentence-embedding help for classification (needs the MiniLM model).
     pub semantic: bool,
+    /// Which runtime runs the sentence encoder.
+    pub semantic_runtime: EncoderRuntime,
     /// A token-classification (NER) model directory run through ONNX
     /// Runtime beside the rules (`model.onnx`, `tokenizer.json`,
     /// `labels.json`); None: rules only.
@@ -70,6 +72,7 @@ impl Default for AnalysisConfig {
             classification: true,
             taxonomy: "helpline".into(),
             semantic: false,
+            semantic_runtime: EncoderRuntime::Candle,
             ner_model: None,
             summary: true,
             summary_sentences: 3,
@@ -78,6 +81,50 @@ impl Default for AnalysisConfig {
             redact_pii: false,
             negative_streak: 3,
         }
+    }
+}
+
+/// The runtime of the sentence encoder (same model, same vectors: cosine
+/// ≥ 0.9999 between them): candle needs nothing deployed; ONNX Runtime was
+/// measured 2.4× faster for one sentence on this project's 2-core box
+/// (6.2 vs 14.8 ms) but needs `libonnxruntime.so`
+/// (`scripts/fetch-onnxruntime`) and the ONNX export
+/// (`scripts/make-onnx-models`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderRuntime {
+    Candle,
+    Onnx,
+}
+
+impl std::str::FromStr for EncoderRuntime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "candle" => Ok(EncoderRuntime::Candle),
+            "onnx" => Ok(EncoderRuntime::Onnx),
+            other => Err(format!("encoder runtime {other:?}: candle or onnx")),
+        }
+    }
+}
+
+/// Where and how to load the sentence encoder (each analysis thread loads
+/// its own).
+#[derive(Debug, Clone)]
+pub struct EncoderSpec {
+    pub runtime: EncoderRuntime,
+    pub dir: std::path::PathBuf,
+    pub onnx: super::onnx::OnnxOptions,
+}
+
+impl EncoderSpec {
+    pub fn load(&self) -> Result<Box<dyn SentenceEncoder>, AnalysisError> {
+        Ok(match self.runtime {
+            EncoderRuntime::Candle => Box::new(super::embed::MiniLm::load(&self.dir)?),
+            EncoderRuntime::Onnx => {
+                Box::new(super::onnx::OnnxEncoder::load_with(&self.dir, &self.onnx)?)
+            }
+        })
     }
 }
 
@@ -90,9 +137,8 @@ pub struct Resources {
     pub taxonomy: Option<Arc<Taxonomy>>,
     /// The taxonomy's examples embedded (semantic classification on).
     pub semantic: Option<Arc<SemanticIndex>>,
-    /// Where the sentence-embedding model is (each analysis thread loads
-    /// its own encoder from it).
-    pub encoder_dir: Option<std::path::PathBuf>,
+    /// The sentence encoder to load (each analysis thread loads its own).
+    pub encoder: Option<EncoderSpec>,
     /// The NER model slot (each analysis thread loads its own session),
     /// with the ONNX Runtime library to load it with.
     pub ner: Option<(std::path::PathBuf, super::onnx::OnnxOptions)>,
@@ -152,24 +198,31 @@ impl Resources {
         } else {
             None
         };
-        let (semantic, encoder_dir) = match (&taxonomy, config.semantic) {
+        let onnx_opts = super::onnx::OnnxOptions {
+            runtime: Some(models_dir.join("onnxruntime/libonnxruntime.so")),
+            ..Default::default()
+        };
+        let (semantic, encoder) = match (&taxonomy, config.semantic) {
             (Some(t), true) => {
-                let dir = models_dir.join("all-minilm-l6-v2");
-                let mut enc = super::embed::MiniLm::load(&dir)?;
-                let index = SemanticIndex::build(t, &mut enc)?;
-                (Some(Arc::new(index)), Some(dir))
+                let spec = EncoderSpec {
+                    runtime: config.semantic_runtime,
+                    dir: models_dir.join(match config.semantic_runtime {
+                        EncoderRuntime::Candle => "all-minilm-l6-v2",
+                        EncoderRuntime::Onnx => "minilm-onnx",
+                    }),
+                    onnx: onnx_opts.clone(),
+                };
+                let mut enc = spec.load()?;
+                let index = SemanticIndex::build(t, enc.as_mut())?;
+                (Some(Arc::new(index)), Some(spec))
             }
             _ => (None, None),
         };
         let ner = match &config.ner_model {
             Some(dir) => {
-                let opts = super::onnx::OnnxOptions {
-                    runtime: Some(models_dir.join("onnxruntime/libonnxruntime.so")),
-                    ..Default::default()
-                };
                 // Load once now so a bad model is a start-up error.
-                super::onnx::OnnxNer::load_with(dir, &opts)?;
-                Some((dir.clone(), opts))
+                super::onnx::OnnxNer::load_with(dir, &onnx_opts)?;
+                Some((dir.clone(), onnx_opts.clone()))
             }
             None => None,
         };
@@ -193,7 +246,7 @@ impl Resources {
             entities,
             taxonomy,
             semantic,
-            encoder_dir,
+            encoder,
             ner,
             rubric,
             redactor,
