@@ -10,7 +10,6 @@ use earshot::analysis::call::{
     AnalysisConfig, AnalysisEvent, CallAnalysis, CallFacts, EncoderRuntime, Models, PostCallRun,
     Resources,
 };
-use earshot::analysis::SentenceEncoder;
 use earshot::asr::Segment;
 use earshot::session::SessionRecord;
 use std::path::{Path, PathBuf};
