@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use earshot::analysis::call::{
     CallFacts, PostCallRun, ProcessingInfo, ProcessingStatus, Resources, STAGES,
 };
-use earshot::media::MediaEvent;
+use earshot::analysis::qa::MediaFacts;
 use earshot::session::SessionRecord;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
@@ -148,8 +148,8 @@ impl PipelineActor {
 }
 
 /// QA and insight facts from a session record: the agent (metadata role,
-/// else the first speaker), holds, silence gaps and overlaps from the
-/// talk-time analysis.
+/// else the first speaker), and holds, silence gaps and overlaps
+/// ([`MediaFacts::from_record`]).
 pub fn facts_of(rec: &SessionRecord) -> CallFacts {
     let now = rec.end_time.unwrap_or_else(Utc::now);
     let duration = rec.duration_secs(now);
@@ -167,46 +167,13 @@ pub fn facts_of(rec: &SessionRecord) -> CallFacts {
                 .find(|s| s.participant_id.as_ref() == Some(&p.participant_id))
                 .map(|s| rec.speaker_of(&s.label).1)
         });
-    let mut holds = vec![];
-    for e in &rec.events {
-        if let MediaEvent::HoldEnded { start_ms, end_ms } = e.event {
-            holds.push((start_ms as f64 / 1000.0, end_ms as f64 / 1000.0));
-        }
-    }
-    // Speech of everyone, merged: gaps are the stretches between.
-    let mut regions: Vec<(f64, f64)> = rec
-        .streams
-        .iter()
-        .flat_map(|s| s.speech.iter())
-        .map(|r| (r.start_ms as f64 / 1000.0, r.end_ms as f64 / 1000.0))
-        .collect();
-    regions.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut gaps = vec![];
-    let mut overlaps = 0u32;
-    let mut end: Option<f64> = None;
-    for (a, b) in regions {
-        match end {
-            Some(e) if a > e => {
-                gaps.push((e, a));
-                end = Some(b);
-            }
-            Some(e) => {
-                if a < e {
-                    overlaps += 1;
-                }
-                end = Some(e.max(b));
-            }
-            None => end = Some(b),
-        }
-    }
-    // Holds are not dead air.
-    gaps.retain(|(a, b)| !holds.iter().any(|(h0, h1)| a < h1 && b > h0));
+    let m = MediaFacts::from_record(rec, duration);
     CallFacts {
         duration,
         agent,
-        holds,
-        silence_gaps: gaps,
-        overlap_instances: overlaps,
+        holds: m.holds,
+        silence_gaps: m.silence_gaps,
+        overlap_instances: m.overlap_instances,
     }
 }
 
@@ -584,7 +551,8 @@ mod tests {
         .unwrap();
         let rec: SessionRecord = serde_json::from_str(&text).unwrap();
         let f = facts_of(&rec);
-        // One hold (music on hold, ~6 s), the gaps between turns outside it.
+        // One hold (music on hold, ~6 s), the gaps between turns (the
+        // QA's dead-air check takes hold time out of them itself).
         assert_eq!(f.holds.len(), 1, "{f:?}");
         let (h0, h1) = f.holds[0];
         assert!((5.0..8.0).contains(&(h1 - h0)), "{f:?}");
@@ -592,7 +560,7 @@ mod tests {
         assert!(f
             .silence_gaps
             .iter()
-            .all(|(a, b)| b > a && (*b <= h0 || *a >= h1)));
+            .all(|(a, b)| b - a >= earshot::talktime::MIN_SILENCE_GAP_MS as f64 / 1000.0));
         assert!(f.duration > 70.0);
     }
 }

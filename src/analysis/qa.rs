@@ -56,7 +56,7 @@ use super::{read_text, AnalysisError};
 use crate::asr::wer::normalize;
 use crate::asr::Segment;
 use crate::media::MediaEvent;
-use crate::session::CallEvent;
+use crate::session::{CallEvent, SessionRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -556,32 +556,43 @@ impl MediaFacts {
     /// `speech_ended` regions per stream label (a `speech_started` never
     /// ended is ignored). O(E log E) in the events: post-call or snapshot.
     pub fn from_events(events: &[CallEvent], duration: f64) -> MediaFacts {
-        let mut holds = vec![];
-        let mut open_holds: BTreeMap<&str, u64> = BTreeMap::new();
         let mut regions: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
         for e in events {
-            let label = e.label.as_str();
-            match e.event {
-                MediaEvent::HoldStarted { at_ms } => {
-                    open_holds.insert(label, at_ms);
+            if let MediaEvent::SpeechEnded { start_ms, end_ms } = e.event {
+                if end_ms > start_ms {
+                    regions
+                        .entry(e.label.as_str())
+                        .or_default()
+                        .push((start_ms, end_ms));
                 }
-                MediaEvent::HoldEnded { start_ms, end_ms } => {
-                    open_holds.remove(label);
-                    if end_ms >= start_ms {
-                        holds.push((ms(start_ms), ms(end_ms)));
-                    }
-                }
-                MediaEvent::SpeechEnded { start_ms, end_ms } if end_ms > start_ms => {
-                    regions.entry(label).or_default().push((start_ms, end_ms));
-                }
-                _ => {}
             }
         }
-        for at in open_holds.into_values() {
-            holds.push((ms(at), ms(at).max(duration)));
-        }
-        holds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Self::build(holds_of(events, duration), regions)
+    }
 
+    /// From a session record: holds from its events (as
+    /// [`MediaFacts::from_events`]), speech from each stream's complete
+    /// speech regions (the event log is capped at
+    /// [`crate::session::MAX_EVENTS`]; the regions are not).
+    pub fn from_record(rec: &SessionRecord, duration: f64) -> MediaFacts {
+        let regions: BTreeMap<&str, Vec<(u64, u64)>> = rec
+            .streams
+            .iter()
+            .map(|s| {
+                let r = s
+                    .speech
+                    .iter()
+                    .filter(|r| r.end_ms > r.start_ms)
+                    .map(|r| (r.start_ms, r.end_ms))
+                    .collect();
+                (s.label.as_str(), r)
+            })
+            .collect();
+        Self::build(holds_of(&rec.events, duration), regions)
+    }
+
+    /// Gaps and overlaps from per-stream speech regions (ms).
+    fn build(holds: Vec<(f64, f64)>, mut regions: BTreeMap<&str, Vec<(u64, u64)>>) -> MediaFacts {
         // +1 at a start, −1 at an end; at the same instant ends first, so
         // touching regions do not overlap.
         let mut edges: Vec<(u64, i32)> = vec![];
@@ -627,6 +638,32 @@ impl MediaFacts {
             overlap_instances,
         }
     }
+}
+
+/// Holds from `hold_ended` (its start and end); a `hold_started` never
+/// ended runs to `duration`. Sorted by start.
+fn holds_of(events: &[CallEvent], duration: f64) -> Vec<(f64, f64)> {
+    let mut holds = vec![];
+    let mut open: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in events {
+        match e.event {
+            MediaEvent::HoldStarted { at_ms } => {
+                open.insert(e.label.as_str(), at_ms);
+            }
+            MediaEvent::HoldEnded { start_ms, end_ms } => {
+                open.remove(e.label.as_str());
+                if end_ms >= start_ms {
+                    holds.push((ms(start_ms), ms(end_ms)));
+                }
+            }
+            _ => {}
+        }
+    }
+    for at in open.into_values() {
+        holds.push((ms(at), ms(at).max(duration)));
+    }
+    holds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    holds
 }
 
 fn ms(x: u64) -> f64 {
