@@ -549,24 +549,10 @@ impl CallAnalysis {
                 &seg.text,
             );
             if !hits.is_empty() {
-                for h in &hits {
-                    window.keywords.push(h.phrase.clone());
-                    if let Some(st) = self
-                        .state
-                        .keywords
-                        .iter_mut()
-                        .find(|s| s.list == h.list && s.phrase == h.phrase)
-                    {
-                        st.count += 1;
-                        st.speakers.insert(h.speaker.clone());
-                        if st.first_mention.is_none() {
-                            st.first_mention = Some(h.clone());
-                        }
-                    }
-                }
-                self.state
-                    .missing_compliance
-                    .retain(|l| !hits.iter().any(|h| &h.list == l));
+                window.keywords = hits.iter().map(|h| h.phrase.clone()).collect();
+                // The spotter keeps the tallies; the state shows them.
+                self.state.keywords = k.stats().to_vec();
+                self.state.missing_compliance = k.missing_compliance();
                 events.extend(
                     hits.into_iter()
                         .map(|hit| AnalysisEvent::KeywordDetected { hit }),
