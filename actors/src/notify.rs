@@ -207,15 +207,9 @@ impl Notifier {
                 ("client_id", id.as_str()),
                 ("client_secret", secret.as_str()),
             ];
-            let body = form
-                .iter()
-                .map(|(k, v)| format!("{k}={}", form_encode(v)))
-                .collect::<Vec<_>>()
-                .join("&");
             let r = http
                 .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
+                .form(&form)
                 .send()
                 .await
                 .map_err(|e| NotifyError::Token(e.to_string()))?;
@@ -263,27 +257,31 @@ impl Notifier {
         }
     }
 
-    fn attempt(&mut self, n: Notification, url: String, attempt: u32, ctx: &mut Context<Self>) {
+    /// POST `n` to `url` with a bearer token when one is configured
+    /// (cached, else fetched first): the status code, a freshly fetched
+    /// token, and how long it took.
+    fn post(
+        &self,
+        n: &Notification,
+        url: &str,
+    ) -> impl std::future::Future<Output = Result<(u16, Option<Token>, Duration), NotifyError>>
+    {
         let http = self.http.clone();
         let token = self.cached_token();
-        let need_token = self.cfg.token_url.is_some() && token.is_none();
-        let fetch = need_token.then(|| self.fetch_token());
-        let body = serde_json::to_value(&n).unwrap_or_default();
-        let target = url.clone();
-        let fut = async move {
+        let fetch = (self.cfg.token_url.is_some() && token.is_none()).then(|| self.fetch_token());
+        let body = serde_json::to_value(n).unwrap_or_default();
+        let url = url.to_string();
+        async move {
             let t0 = Instant::now();
-            let mut fresh = None;
-            let token = match (token, fetch) {
-                (Some(t), _) => Some(t),
+            let (token, fresh) = match (token, fetch) {
+                (Some(t), _) => (Some(t), None),
                 (None, Some(f)) => {
                     let t = f.await?;
-                    let v = t.value.clone();
-                    fresh = Some(t);
-                    Some(v)
+                    (Some(t.value.clone()), Some(t))
                 }
-                (None, None) => None,
+                (None, None) => (None, None),
             };
-            let mut req = http.post(&target).json(&body);
+            let mut req = http.post(&url).json(&body);
             if let Some(t) = &token {
                 req = req.bearer_auth(t);
             }
@@ -291,37 +289,54 @@ impl Notifier {
                 .send()
                 .await
                 .map_err(|e| NotifyError::Http(e.to_string()))?;
-            Ok::<_, NotifyError>((r.status().as_u16(), fresh, t0.elapsed()))
-        };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            let (ok, code, err, elapsed) = match res {
-                Ok((code, fresh, el)) => {
-                    if let Some(t) = fresh {
-                        act.token = Some(t);
-                    }
-                    if code == 401 {
-                        act.token = None;
-                    }
-                    let ok = (200..300).contains(&code);
-                    (ok, Some(code), (!ok).then(|| format!("HTTP {code}")), el)
+            Ok((r.status().as_u16(), fresh, t0.elapsed()))
+        }
+    }
+
+    /// Take a delivery's outcome in: keep a fresh token, drop one the
+    /// target refused (401), log the attempt. Returns (ok, code, error).
+    fn record(
+        &mut self,
+        n: &Notification,
+        url: &str,
+        attempt: u32,
+        res: Result<(u16, Option<Token>, Duration), NotifyError>,
+    ) -> (bool, Option<u16>, Option<String>) {
+        let (ok, code, err, elapsed) = match res {
+            Ok((code, fresh, el)) => {
+                if let Some(t) = fresh {
+                    self.token = Some(t);
                 }
-                Err(e) => (false, None, Some(e.to_string()), Duration::ZERO),
-            };
-            act.log.push_back(Delivery {
-                id: n.id.clone(),
-                event: n.event.clone(),
-                call_id: n.call_id.clone(),
-                url: url.clone(),
-                attempt,
-                ok,
-                status_code: code,
-                error: err.clone(),
-                at: Utc::now(),
-                elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-            });
-            while act.log.len() > LOG {
-                act.log.pop_front();
+                if code == 401 {
+                    self.token = None;
+                }
+                let ok = (200..300).contains(&code);
+                (ok, Some(code), (!ok).then(|| format!("HTTP {code}")), el)
             }
+            Err(e) => (false, None, Some(e.to_string()), Duration::ZERO),
+        };
+        self.log.push_back(Delivery {
+            id: n.id.clone(),
+            event: n.event.clone(),
+            call_id: n.call_id.clone(),
+            url: url.to_string(),
+            attempt,
+            ok,
+            status_code: code,
+            error: err.clone(),
+            at: Utc::now(),
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        });
+        while self.log.len() > LOG {
+            self.log.pop_front();
+        }
+        (ok, code, err)
+    }
+
+    fn attempt(&mut self, n: Notification, url: String, attempt: u32, ctx: &mut Context<Self>) {
+        let fut = self.post(&n, &url);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let (ok, code, err) = act.record(&n, &url, attempt, res);
             if ok {
                 act.delivered += 1;
                 act.in_flight -= 1;
@@ -378,21 +393,6 @@ impl Notifier {
             recent: self.log.iter().rev().take(20).cloned().collect(),
         }
     }
-}
-
-/// `application/x-www-form-urlencoded` value encoding.
-fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 impl Actor for Notifier {
@@ -453,9 +453,6 @@ impl Handler<TestNotification> for Notifier {
         let Some(url) = self.cfg.urls.first().cloned() else {
             return Box::pin(fut::ready(Err(NotifyError::NotConfigured)));
         };
-        let token = self.cached_token();
-        let fetch = (self.cfg.token_url.is_some() && token.is_none()).then(|| self.fetch_token());
-        let http = self.http.clone();
         self.seq += 1;
         let n = Notification {
             id: format!("test-{}", self.seq),
@@ -464,61 +461,10 @@ impl Handler<TestNotification> for Notifier {
             timestamp: Utc::now(),
             data: m.data,
         };
-        let body = serde_json::to_value(&n).unwrap_or_default();
-        let target = url.clone();
-        let fut = async move {
-            let t0 = Instant::now();
-            let (token, fresh) = match (token, fetch) {
-                (Some(t), _) => (Some(t), None),
-                (None, Some(f)) => {
-                    let t = f.await?;
-                    (Some(t.value.clone()), Some(t))
-                }
-                (None, None) => (None, None),
-            };
-            let mut req = http.post(&target).json(&body);
-            if let Some(t) = &token {
-                req = req.bearer_auth(t);
-            }
-            let r = req.send().await;
-            Ok::<_, NotifyError>((r.map(|r| r.status().as_u16()), fresh, t0.elapsed()))
-        };
-        Box::pin(fut.into_actor(self).map(move |res, act, _| {
-            let (status, fresh, el) = res?;
-            if let Some(t) = fresh {
-                act.token = Some(t);
-            }
-            let (ok, code, err) = match status {
-                Ok(c) => ((200..300).contains(&c), Some(c), None),
-                Err(e) => (false, None, Some(e.to_string())),
-            };
-            act.log.push_back(Delivery {
-                id: n.id,
-                event: n.event,
-                call_id: n.call_id,
-                url,
-                attempt: 1,
-                ok,
-                status_code: code,
-                error: err.clone(),
-                at: Utc::now(),
-                elapsed_ms: el.as_secs_f64() * 1000.0,
-            });
-            while act.log.len() > LOG {
-                act.log.pop_front();
-            }
-            Ok((ok, code, err))
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(form_encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
-        assert_eq!(form_encode("Az09-_.~"), "Az09-_.~");
+        let fut = self.post(&n, &url);
+        Box::pin(
+            fut.into_actor(self)
+                .map(move |res, act, _| Ok(act.record(&n, &url, 1, res))),
+        )
     }
 }
