@@ -649,28 +649,12 @@ async fn agent_health(svc: Svc) -> HttpResponse {
     }))
 }
 
-/// Host and port of an http(s) URL.
+/// Host and port of an http(s) URL (the port the scheme implies when
+/// none is written).
 fn host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let auth = rest.split(['/', '?', '#']).next()?;
-    let auth = auth.rsplit('@').next()?;
-    let default = if scheme.eq_ignore_ascii_case("https") {
-        443
-    } else {
-        80
-    };
-    if let Some(v6) = auth.strip_prefix('[') {
-        let (h, rest) = v6.split_once(']')?;
-        let port = rest
-            .strip_prefix(':')
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(default);
-        return Some((h.to_string(), port));
-    }
-    match auth.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((auth.to_string(), default)),
-    }
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), u.port_or_known_default()?))
 }
 
 async fn tcp_reachable(url: &str) -> bool {
