@@ -331,11 +331,7 @@ impl CallActor {
     fn guarded(&mut self, ctx: &mut Context<Self>, f: impl FnOnce(&mut Self, &mut Context<Self>)) {
         let r = catch_unwind(AssertUnwindSafe(|| f(self, ctx)));
         if let Err(p) = r {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let msg = crate::panic_message(p.as_ref());
             tracing::error!(call_id = %self.record.call_id, panic = %msg, "call failed");
             self.finish(
                 ctx,

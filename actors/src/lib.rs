@@ -32,3 +32,12 @@ pub mod sip_actor;
 pub mod store;
 pub mod udp;
 pub mod ws;
+
+/// The message a caught panic carried (`panic!` with a literal or a
+/// formatted string), else "panic".
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}

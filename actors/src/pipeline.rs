@@ -251,11 +251,7 @@ impl Handler<Step> for PipelineActor {
                     ctx.notify(Step);
                 }
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
+                    let msg = crate::panic_message(p.as_ref());
                     tracing::error!(call_id = %job.record.call_id, stage, error = %msg, "post-call stage failed");
                     job.info.errors.push(format!("{stage}: {msg}"));
                     let job = self.running.take();
