@@ -640,18 +640,13 @@ impl Taxonomy {
         // Rules.
         for (ri, r) in raw.priority.iter().enumerate() {
             let entry = format!("priority[{ri}] (level {})", r.level);
-            let has_phrases = match &r.phrases {
-                Some(p) => tax.add_phrases(&entry, p, Target::Priority(ri))?,
-                None => false,
-            };
-            let categories = tax.resolve(&entry, &r.categories)?;
-            if !has_phrases && categories.is_empty() {
-                return Err(format!("{entry}: needs phrases or categories"));
-            }
-            let min_score = r.min_score.unwrap_or(1.0);
-            if !(min_score.is_finite() && min_score > 0.0) {
-                return Err(format!("{entry}: min_score = {min_score}: must be above 0"));
-            }
+            let (has_phrases, categories, min_score) = tax.rule(
+                &entry,
+                r.phrases.as_ref(),
+                &r.categories,
+                r.min_score,
+                Target::Priority(ri),
+            )?;
             tax.priorities.push(PriorityRule {
                 level: r.level,
                 has_phrases,
@@ -664,18 +659,13 @@ impl Taxonomy {
             if r.name.trim().is_empty() {
                 return Err(format!("interventions[{ri}]: empty name"));
             }
-            let has_phrases = match &r.phrases {
-                Some(p) => tax.add_phrases(&entry, p, Target::Intervention(ri))?,
-                None => false,
-            };
-            let categories = tax.resolve(&entry, &r.categories)?;
-            if !has_phrases && categories.is_empty() {
-                return Err(format!("{entry}: needs phrases or categories"));
-            }
-            let min_score = r.min_score.unwrap_or(1.0);
-            if !(min_score.is_finite() && min_score > 0.0) {
-                return Err(format!("{entry}: min_score = {min_score}: must be above 0"));
-            }
+            let (has_phrases, categories, min_score) = tax.rule(
+                &entry,
+                r.phrases.as_ref(),
+                &r.categories,
+                r.min_score,
+                Target::Intervention(ri),
+            )?;
             tax.interventions.push(InterventionRule {
                 name: r.name.clone(),
                 has_phrases,
@@ -692,6 +682,32 @@ impl Taxonomy {
     }
 
     /// Index an entry's phrases; false when it has none.
+    /// What priority and intervention rules share: their phrases (indexed
+    /// for `target`), the categories they name, and a `min_score` above 0
+    /// (default 1); a rule needs phrases or categories.
+    fn rule(
+        &mut self,
+        entry: &str,
+        phrases: Option<&toml::Value>,
+        categories: &[String],
+        min_score: Option<f64>,
+        target: Target,
+    ) -> Result<(bool, Vec<CatRef>, f64), String> {
+        let has_phrases = match phrases {
+            Some(p) => self.add_phrases(entry, p, target)?,
+            None => false,
+        };
+        let categories = self.resolve(entry, categories)?;
+        if !has_phrases && categories.is_empty() {
+            return Err(format!("{entry}: needs phrases or categories"));
+        }
+        let min_score = min_score.unwrap_or(1.0);
+        if !(min_score.is_finite() && min_score > 0.0) {
+            return Err(format!("{entry}: min_score = {min_score}: must be above 0"));
+        }
+        Ok((has_phrases, categories, min_score))
+    }
+
     fn add_phrases(
         &mut self,
         entry: &str,
