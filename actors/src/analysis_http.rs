@@ -187,7 +187,7 @@ async fn translation(reg: Registry, svc: Svc, path: web::Path<String>) -> HttpRe
         "cumulative_translation": p.cumulative_translation(),
         "language": "en",
         "source_language": p.source_language()
-            .or_else(|| crate::http::main_language(&rec.transcript_segments)),
+            .or_else(|| earshot::asr::main_language(&rec.transcript_segments)),
         "translation_model": p.translation_windows.last().map(|t| t.model.clone()),
         "translation_enabled": enabled,
         "translation_windows": p.translation_windows,
@@ -260,7 +260,7 @@ async fn export(
     };
     let post = post_call_of(&rec, &svc);
     let now = Utc::now();
-    let language = crate::http::main_language(&rec.transcript_segments);
+    let language = earshot::asr::main_language(&rec.transcript_segments);
     let mut segs = rec.transcript_segments.clone();
     segs.sort_by(|a, b| a.start_time.total_cmp(&b.start_time));
     if format == "text" {

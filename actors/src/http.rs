@@ -498,20 +498,6 @@ fn words_of(rec: &earshot::session::SessionRecord, label: &earshot::ids::Label) 
     )
 }
 
-/// The language most segments are in.
-pub(crate) fn main_language(segs: &[earshot::asr::Segment]) -> Option<String> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for s in segs {
-        if let Some(l) = s.language.as_deref() {
-            *counts.entry(l).or_default() += 1;
-        }
-    }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
-        .map(|(l, _)| l.to_string())
-}
-
 /// `GET /api/v1/calls/{id}/transcript?include_segments=`: the final
 /// transcript so far (live) or of the ended call.
 async fn transcript(
@@ -539,7 +525,7 @@ async fn transcript(
         "call_id": rec.call_id,
         "status": rec.status,
         "cumulative_transcript": rec.cumulative_transcript,
-        "language": main_language(&rec.transcript_segments),
+        "language": earshot::asr::main_language(&rec.transcript_segments),
         "segment_count": rec.segment_count,
         "total_duration": rec.duration_secs(Utc::now()),
         "transcription_status": rec.asr.status(rec.status == earshot::session::CallStatus::Active),

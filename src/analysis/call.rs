@@ -373,16 +373,11 @@ impl Progressive {
 
     /// The most frequent source language of the translated windows.
     pub fn source_language(&self) -> Option<String> {
-        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-        for t in &self.translation_windows {
-            if let Some(l) = t.source_language.as_deref() {
-                *counts.entry(l).or_default() += 1;
-            }
-        }
-        counts
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(l, _)| l.to_string())
+        crate::asr::most_frequent_language(
+            self.translation_windows
+                .iter()
+                .filter_map(|t| t.source_language.as_deref()),
+        )
     }
 }
 

@@ -181,6 +181,24 @@ fn collapse_whole_repeat<'a>(words: &[&'a str]) -> Vec<&'a str> {
     words.to_vec()
 }
 
+/// The most frequent of some language codes (ties: the first
+/// alphabetically); None when there is none.
+pub fn most_frequent_language<'a>(langs: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in langs {
+        *counts.entry(l).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(l, _)| l.to_string())
+}
+
+/// The language most of these segments are in.
+pub fn main_language(segs: &[Segment]) -> Option<String> {
+    most_frequent_language(segs.iter().filter_map(|s| s.language.as_deref()))
+}
+
 /// Time-ordered transcript across participants, one line per segment,
 /// each prefixed by its speaker (`speaker: text`).
 pub fn cumulative_transcript(segments: &[Segment]) -> String {
