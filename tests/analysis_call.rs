@@ -260,6 +260,7 @@ fn semantic_scoring(runtime: EncoderRuntime) {
             Models {
                 encoder: Some(enc.as_mut()),
                 ner: None,
+                translator: None,
             },
         );
     }
@@ -317,6 +318,7 @@ fn onnx_ner_slot_adds_model_entities() {
             Models {
                 encoder: None,
                 ner: Some(&mut ner),
+                translator: None,
             },
         );
     }
@@ -357,4 +359,130 @@ fn onnx_ner_slot_adds_model_entities() {
         &root().join("models"),
     );
     assert!(bad.is_err());
+}
+
+/// The translation model slot in a call: finals in a language the model
+/// covers get a translation window from it (the demo Swahili → English
+/// model of `scripts/make-onnx-models`), others do not; a post-call run
+/// keeps the live windows and translates the finals the live analysis did
+/// not (a model added after the call).
+#[test]
+fn onnx_translation_slot_in_a_call() {
+    let dir = root().join("models/onnx-mt-demo-sw-en");
+    assert!(
+        dir.join("decoder_model.onnx").is_file(),
+        "run scripts/make-onnx-models (scripts/setup does)"
+    );
+    let res = resources(AnalysisConfig {
+        translation_model: Some(dir.clone()),
+        redact_pii: true,
+        ..AnalysisConfig::default()
+    });
+    let (path, opts, info) = res.translator.clone().expect("the slot is configured");
+    assert_eq!(info.source_languages, vec!["sw".to_string()]);
+    let mut m = earshot::analysis::translate::OnnxTranslator::load_with(&path, &opts).unwrap();
+    let base = record("helpline").transcript_segments[0].clone();
+    let seg = |id: u64, t: f64, lang: Option<&str>, text: &str| Segment {
+        segment_id: id,
+        start_time: t,
+        end_time: t + 2.0,
+        language: lang.map(str::to_string),
+        text: text.to_string(),
+        words: vec![],
+        ..base.clone()
+    };
+    let segs = vec![
+        seg(1, 0.0, Some("sw"), "Habari, tafadhali msaada."),
+        seg(2, 3.0, Some("en"), "How can I help you today?"),
+        seg(3, 6.0, Some("fr"), "Bonjour, je voudrais de l'aide."),
+        seg(
+            4,
+            9.0,
+            Some("sw"),
+            "Mtoto yangu ni mgonjwa, namba 0712 345 678.",
+        ),
+        seg(5, 12.0, None, "Okay."),
+    ];
+    let mut a = CallAnalysis::new(res.clone());
+    let now = chrono::Utc::now();
+    for s in &segs {
+        a.push_with(
+            s,
+            now,
+            Models {
+                translator: Some(&mut m),
+                ..Models::default()
+            },
+        );
+    }
+    let tw = &a.state().translation_windows;
+    let got: Vec<(u64, &str, &str)> = tw
+        .iter()
+        .map(|w| {
+            (
+                w.segment_id,
+                w.source_language.as_deref().unwrap_or(""),
+                w.translation.as_str(),
+            )
+        })
+        .collect();
+    eprintln!("{got:?}");
+    assert_eq!(got.len(), 2, "only the Swahili finals: {got:?}");
+    assert_eq!(got[0], (1, "sw", "news please help"));
+    assert_eq!(got[1].0, 4);
+    assert!(got[1].2.starts_with("child my am"), "{got:?}");
+    // Redaction covers the original and the translation alike.
+    assert!(!tw[1].original.contains("345 678"), "{}", tw[1].original);
+    assert!(tw
+        .iter()
+        .all(|w| w.model == "onnx:earshot-lexical-sw-en-demo"
+            && w.language == "en"
+            && w.translated));
+    assert_eq!(
+        a.state().cumulative_translation(),
+        format!("news please help {}", got[1].2)
+    );
+    assert_eq!(a.state().windows.len(), segs.len());
+
+    // Post-call with no live translation (the model was configured after
+    // the call): the translation stage translates the Swahili finals.
+    let mut run = PostCallRun::new(res.clone(), segs.clone(), vec![], CallFacts::default());
+    while run.next_stage().is_some() {
+        run.step_with(
+            now,
+            Models {
+                translator: Some(&mut m),
+                ..Models::default()
+            },
+        );
+    }
+    let post = run.finish(now);
+    let ids: Vec<u64> = post
+        .progressive
+        .translation_windows
+        .iter()
+        .map(|w| w.segment_id)
+        .collect();
+    assert_eq!(ids, vec![1, 4]);
+    assert_eq!(
+        post.cumulative_translation,
+        a.state().cumulative_translation()
+    );
+    // With the live windows given, nothing is translated twice.
+    let mut run = PostCallRun::new(
+        res.clone(),
+        segs.clone(),
+        a.state().translation_windows.clone(),
+        CallFacts::default(),
+    );
+    while run.next_stage().is_some() {
+        run.step_with(
+            now,
+            Models {
+                translator: Some(&mut m),
+                ..Models::default()
+            },
+        );
+    }
+    assert_eq!(run.finish(now).progressive.translation_windows.len(), 2);
 }

@@ -28,6 +28,8 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
     static NER: std::cell::RefCell<Option<earshot::analysis::onnx::OnnxNer>> =
         const { std::cell::RefCell::new(None) };
+    static TRANSLATOR: std::cell::RefCell<Option<earshot::analysis::translate::OnnxTranslator>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Run `f` with this thread's models (each None when off or when it cannot
@@ -38,8 +40,10 @@ pub fn with_models<R>(
 ) -> R {
     ENCODER.with(|enc| {
         NER.with(|ner| {
+          TRANSLATOR.with(|tr| {
             let mut enc = enc.borrow_mut();
             let mut ner = ner.borrow_mut();
+            let mut tr = tr.borrow_mut();
             if let (Some(spec), None) = (res.encoder.as_ref(), enc.as_ref()) {
                 match spec.load() {
                     Ok(m) => *enc = Some(m),
@@ -50,6 +54,12 @@ pub fn with_models<R>(
                 match earshot::analysis::onnx::OnnxNer::load_with(dir, opts) {
                     Ok(m) => *ner = Some(m),
                     Err(e) => tracing::error!(error = %e, "NER model not loaded; rules only on this thread"),
+                }
+            }
+            if let (Some((dir, opts, _)), None) = (res.translator.as_ref(), tr.as_ref()) {
+                match earshot::analysis::translate::OnnxTranslator::load_with(dir, opts) {
+                    Ok(m) => *tr = Some(m),
+                    Err(e) => tracing::error!(error = %e, "translation model not loaded; no model translation on this thread"),
                 }
             }
             let models = earshot::analysis::call::Models {
@@ -63,8 +73,14 @@ pub fn with_models<R>(
                     .as_ref()
                     .and(ner.as_mut())
                     .map(|m| m as &mut (dyn earshot::analysis::entities::EntityExtractor + 'static)),
+                translator: res
+                    .translator
+                    .as_ref()
+                    .and(tr.as_mut())
+                    .map(|m| m as &mut (dyn earshot::analysis::translate::Translator + 'static)),
             };
             f(models)
+          })
         })
     })
 }
@@ -163,8 +179,13 @@ impl Handler<Analyse> for AnalysisActor {
         let seg = m.segment;
         let res = self.analysis.resources().clone();
         let analysis = &mut self.analysis;
+        let translated_before = analysis.state().translation_windows.len();
         let events = with_models(&res, |m| analysis.push_with(&seg, chrono::Utc::now(), m));
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        // The translation model's windows go out like whisper's.
+        for t in &self.analysis.state().translation_windows[translated_before..] {
+            self.publish_translation(t);
+        }
         // Speech ended at call start + end_time; the analysis is done now.
         let since_speech = t0.saturating_duration_since(self.call_start).as_secs_f64()
             - seg.end_time
@@ -196,7 +217,8 @@ impl Handler<Analyse> for AnalysisActor {
     }
 }
 
-/// A final's translation (from the recogniser's translate pass).
+/// A final's translation (from the recogniser's translate pass; the
+/// translation model's are made in [`Analyse`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Translated(pub TranslationWindow);
@@ -205,16 +227,22 @@ impl Handler<Translated> for AnalysisActor {
     type Result = ();
     fn handle(&mut self, m: Translated, _: &mut Context<Self>) {
         let t = m.0;
+        self.publish_translation(&t);
+        self.analysis.push_translation(t);
+        self.dirty = true;
+    }
+}
+
+impl AnalysisActor {
+    fn publish_translation(&self, t: &TranslationWindow) {
         let body = serde_json::json!({
             "type": "translation",
             "call_id": self.call_id,
-            "window": &t,
+            "window": t,
             "timestamp": chrono::Utc::now(),
         });
         self.hub
             .do_send(Push::on(Channel::Analytics, &self.call_id, body, false));
-        self.analysis.push_translation(t);
-        self.dirty = true;
     }
 }
 

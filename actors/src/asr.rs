@@ -88,6 +88,10 @@ pub struct AsrSettings {
     /// a second decode per such final). The transcript stays in the
     /// language spoken.
     pub translate: bool,
+    /// The languages a translation model translates instead (whisper's
+    /// translate pass is skipped for them); set at start-up from the
+    /// analysis' model.
+    pub model_translates: Option<earshot::analysis::translate::TranslatorInfo>,
     /// Capacity of each queue.
     pub queue: usize,
     pub audio_ctx: AudioCtx,
@@ -483,7 +487,13 @@ impl Recognizer {
             && !self.english_only
             && !h.text.trim().is_empty()
         {
-            if let Some(l) = h.language.clone().filter(|l| l != "en") {
+            let by_model = |l: &str| {
+                self.settings
+                    .model_translates
+                    .as_ref()
+                    .is_some_and(|m| m.covers(Some(l)))
+            };
+            if let Some(l) = h.language.clone().filter(|l| l != "en" && !by_model(l)) {
                 match self.decode_tokens(audio, kind, Some(&l)) {
                     Ok((t, _)) => h.translation = Some(assemble(t, None).text),
                     Err(e) => tracing::warn!(error = %e, "translation pass failed"),

@@ -114,6 +114,12 @@ pub struct Cli {
     /// (scripts/fetch-onnxruntime).
     #[arg(long, env = "EARSHOT_ANALYSIS_NER_MODEL")]
     pub analysis_ner_model: Option<PathBuf>,
+    /// A translation model directory (an Optimum export of a MarianMT /
+    /// OPUS-MT model: encoder_model.onnx, decoder_model.onnx,
+    /// tokenizer.json, config.json) run through ONNX Runtime; finals in
+    /// the languages it covers are translated by it instead of whisper.
+    #[arg(long, env = "EARSHOT_ANALYSIS_TRANSLATION_MODEL")]
+    pub analysis_translation_model: Option<PathBuf>,
     /// Sentences in the extractive summary.
     #[arg(long, env = "EARSHOT_ANALYSIS_SUMMARY_SENTENCES")]
     pub analysis_summary_sentences: Option<usize>,
@@ -187,6 +193,7 @@ pub struct FileConfig {
     pub analysis_semantic: Option<bool>,
     pub analysis_semantic_runtime: Option<String>,
     pub analysis_ner_model: Option<PathBuf>,
+    pub analysis_translation_model: Option<PathBuf>,
     pub analysis_threads: Option<usize>,
     pub pipeline_queue: Option<usize>,
     pub notify_urls: Option<String>,
@@ -321,6 +328,7 @@ impl Settings {
             threads: cli.asr_threads.or(file.asr_threads).unwrap_or(1).max(1),
             language,
             translate: cli.asr_translate.or(file.asr_translate).unwrap_or(false),
+            model_translates: None,
             queue: 64,
             audio_ctx,
             pack: cli
@@ -360,6 +368,9 @@ impl Settings {
                     "analysis_summary_sentences must be between 1 and 50, got {sentences}"
                 );
             }
+            let translation_model = cli
+                .analysis_translation_model
+                .or(file.analysis_translation_model);
             Some(AnalysisSettings {
                 config: earshot::analysis::call::AnalysisConfig {
                     taxonomy: cli
@@ -383,7 +394,9 @@ impl Settings {
                         None => d.semantic_runtime,
                     },
                     ner_model: cli.analysis_ner_model.or(file.analysis_ner_model),
-                    translation: asr.as_ref().is_some_and(|a| a.translate),
+                    translation: asr.as_ref().is_some_and(|a| a.translate)
+                        || translation_model.is_some(),
+                    translation_model,
                     ..d
                 },
                 config_dir: cli

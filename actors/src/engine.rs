@@ -66,13 +66,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let recordings_dir = settings.data_dir.join("recordings");
     std::fs::create_dir_all(&recordings_dir)
         .with_context(|| format!("creating {}", recordings_dir.display()))?;
-    let asr = match settings.asr.clone() {
-        Some(a) => Some(crate::asr::AsrPool::start(a)?),
-        None => {
-            tracing::info!("ASR off");
-            None
-        }
-    };
     let hub = crate::ws::Hub::default().start();
     let notifier = dead_letters.map(|dead| {
         tracing::info!(targets = ?settings.notify.urls, dead_letters = dead.len(), "agent notifications on");
@@ -123,6 +116,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => {
             tracing::info!("analysis off");
+            None
+        }
+    };
+    // After the analysis: whisper skips translating what its model does.
+    let asr = match settings.asr.clone() {
+        Some(mut a) => {
+            a.model_translates = analysis
+                .as_ref()
+                .and_then(|x| x.resources.translator.as_ref())
+                .map(|(_, _, info)| info.clone());
+            if let Some(m) = &a.model_translates {
+                tracing::info!(model = %m.model, sources = ?m.source_languages, target = %m.target_language, "translation model on");
+            }
+            Some(crate::asr::AsrPool::start(a)?)
+        }
+        None => {
+            tracing::info!("ASR off");
             None
         }
     };

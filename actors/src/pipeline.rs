@@ -451,6 +451,8 @@ pub fn pipeline_config(res: &Resources) -> serde_json::Value {
         "summary_sentences": c.summary_sentences,
         "qa": c.qa,
         "translation": c.translation,
+        "translation_model": c.translation_model,
+        "translation_model_languages": res.translator.as_ref().map(|(_, _, i)| i),
         "redact_pii": c.redact_pii,
     })
 }

@@ -396,9 +396,10 @@ fn helpline_call_is_analysed_live_and_after() {
 
 #[test]
 fn pipeline_status_and_errors_without_speech() {
-    // With the ONNX NER slot configured (the demo model) and semantic
-    // classification on ONNX Runtime: the engine loads both at start and
-    // says so in the pipeline configuration.
+    // With the ONNX NER slot configured (the demo model), semantic
+    // classification on ONNX Runtime and the ONNX translation slot (the
+    // Swahili demo model): the engine loads them at start and says so in
+    // the pipeline configuration.
     let engine = Engine::start_with(EngineOpts {
         extra_args: vec![
             "--analysis-ner-model".into(),
@@ -410,6 +411,11 @@ fn pipeline_status_and_errors_without_speech() {
             "true".into(),
             "--analysis-semantic-runtime".into(),
             "onnx".into(),
+            "--analysis-translation-model".into(),
+            repo_root()
+                .join("models/onnx-mt-demo-sw-en")
+                .display()
+                .to_string(),
         ],
         ..EngineOpts::default()
     });
@@ -428,6 +434,12 @@ fn pipeline_status_and_errors_without_speech() {
     assert!(p.body["estimated_completion"].is_null());
     assert!(s(&p.body["pipeline_config"]["ner_model"]).ends_with("onnx-ner-demo"));
     assert_eq!(s(&p.body["pipeline_config"]["semantic_runtime"]), "onnx");
+    assert!(s(&p.body["pipeline_config"]["translation_model"]).ends_with("onnx-mt-demo-sw-en"));
+    assert_eq!(
+        p.body["pipeline_config"]["translation_model_languages"]["source_languages"],
+        serde_json::json!(["sw"])
+    );
+    assert_eq!(p.body["pipeline_config"]["translation"], Value::Bool(true));
     assert_eq!(
         p.body["pipeline_config"]["semantic_classification"],
         Value::Bool(true)

@@ -30,17 +30,21 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn recognizer(model: PathBuf, language: Option<&str>, translate: bool) -> Recognizer {
-    Recognizer::load(AsrSettings {
+    Recognizer::load(settings(model, language, translate)).expect("model loads")
+}
+
+fn settings(model: PathBuf, language: Option<&str>, translate: bool) -> AsrSettings {
+    AsrSettings {
         model,
         workers: 1,
         threads: 1,
         language: language.map(str::to_string),
         translate,
+        model_translates: None,
         queue: 1,
         audio_ctx: AudioCtx::Auto,
         pack: false,
-    })
-    .expect("model loads")
+    }
 }
 
 /// `name: text` lines of the Asterisk sounds' text file.
@@ -186,6 +190,20 @@ fn base_multilingual_detects_and_translates_french() {
     assert!(
         wer::wer(&t["agent-loginok"], &english) > 0.5,
         "still French: {english:?}"
+    );
+    // A translation model that covers French takes over: whisper makes no
+    // second pass (the analysis translates with the model).
+    let mut by_model = Recognizer::load(AsrSettings {
+        model_translates: earshot::analysis::translate::TranslatorInfo::from_name("opus-mt-fr-en"),
+        ..settings(path.clone(), Some("fr"), true)
+    })
+    .expect("model loads");
+    let h = by_model.recognize(&audio).unwrap();
+    assert_eq!(h.language.as_deref(), Some("fr"));
+    assert!(!h.text.is_empty());
+    assert_eq!(
+        h.translation, None,
+        "whisper translated what the model covers"
     );
     // English speech is not translated.
     let mut auto = recognizer(path, None, true);

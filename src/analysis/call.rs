@@ -24,6 +24,7 @@ use super::sentiment::{
 };
 use super::summary::{Summarizer, Summary};
 use super::taxonomy::{Classification, Classifier, SemanticIndex, Taxonomy};
+use super::translate::Translator;
 use super::{AnalysisError, SentenceEncoder};
 use crate::asr::Segment;
 use chrono::{DateTime, Utc};
@@ -56,6 +57,10 @@ pub struct AnalysisConfig {
     /// Translation windows (needs a multilingual recogniser or an ONNX
     /// translation model).
     pub translation: bool,
+    /// An ONNX sequence-to-sequence translation model directory (see
+    /// [`super::translate`]); the languages it covers are translated by it
+    /// instead of whisper's translate task. None: whisper only.
+    pub translation_model: Option<std::path::PathBuf>,
     /// Mask cards, phone numbers, e-mails and national ids in the text the
     /// analysis stores and pushes.
     pub redact_pii: bool,
@@ -78,6 +83,7 @@ impl Default for AnalysisConfig {
             summary_sentences: 3,
             qa: true,
             translation: true,
+            translation_model: None,
             redact_pii: false,
             negative_streak: 3,
         }
@@ -142,6 +148,13 @@ pub struct Resources {
     /// The NER model slot (each analysis thread loads its own session),
     /// with the ONNX Runtime library to load it with.
     pub ner: Option<(std::path::PathBuf, super::onnx::OnnxOptions)>,
+    /// The translation model slot (each analysis thread loads its own
+    /// session) and what it covers.
+    pub translator: Option<(
+        std::path::PathBuf,
+        super::onnx::OnnxOptions,
+        super::translate::TranslatorInfo,
+    )>,
     pub rubric: Option<Rubric>,
     pub redactor: Option<Redactor>,
 }
@@ -226,6 +239,14 @@ impl Resources {
             }
             None => None,
         };
+        let translator = match (&config.translation_model, config.translation) {
+            (Some(dir), true) => {
+                // Load once now so a bad model is a start-up error.
+                let m = super::translate::OnnxTranslator::load_with(dir, &onnx_opts)?;
+                Some((dir.clone(), onnx_opts.clone(), m.info().clone()))
+            }
+            _ => None,
+        };
         let rubric = if config.qa {
             Some(Rubric::load(&config_dir.join("qa-rubric.toml"))?)
         } else {
@@ -248,6 +269,7 @@ impl Resources {
             semantic,
             encoder,
             ner,
+            translator,
             rubric,
             redactor,
         })
@@ -383,11 +405,12 @@ impl Progressive {
 
 /// Models a caller owns and lends to each push (one per analysis thread,
 /// shared by the calls on it): the sentence encoder of semantic
-/// classification and the NER model slot.
+/// classification, the NER model slot and the translation model slot.
 #[derive(Default)]
 pub struct Models<'a> {
     pub encoder: Option<&'a mut (dyn SentenceEncoder + 'static)>,
     pub ner: Option<&'a mut (dyn EntityExtractor + 'static)>,
+    pub translator: Option<&'a mut (dyn Translator + 'static)>,
 }
 
 /// One call's analysers and state.
@@ -491,7 +514,11 @@ impl CallAnalysis {
         at: DateTime<Utc>,
         models: Models<'_>,
     ) -> Vec<AnalysisEvent> {
-        let Models { encoder, ner } = models;
+        let Models {
+            encoder,
+            ner,
+            translator,
+        } = models;
         let window_id = self.state.windows.len() as u64;
         let who = seg
             .participant_id
@@ -615,7 +642,46 @@ impl CallAnalysis {
             self.summarizer.push(seg);
         }
         self.state.windows.push(window);
+        if let Some(t) = translator {
+            self.translate(seg, t);
+        }
         events
+    }
+
+    /// Translate a final with the translation model when the model covers
+    /// its language and translation is on (a failure is logged and gives
+    /// no window). Returns whether a window was added.
+    pub fn translate(&mut self, seg: &Segment, model: &mut dyn Translator) -> bool {
+        let Some((_, _, info)) = self.res.translator.as_ref() else {
+            return false;
+        };
+        if !self.res.config.translation || !info.covers(seg.language.as_deref()) {
+            return false;
+        }
+        let target = info.target_language.clone();
+        match model.translate(&seg.text) {
+            Ok(text) => {
+                let w = TranslationWindow {
+                    window_id: seg.segment_id,
+                    segment_id: seg.segment_id,
+                    speaker: seg.speaker.clone(),
+                    start_time: seg.start_time,
+                    end_time: seg.end_time,
+                    source_language: seg.language.clone(),
+                    language: target,
+                    original: self.visible_text(&seg.text),
+                    translation: self.visible_text(&text),
+                    translated: true,
+                    model: format!("onnx:{}", model.name()),
+                };
+                self.push_translation(w);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, segment = seg.segment_id, "translation failed");
+                false
+            }
+        }
     }
 
     /// The call is over: entities held back for a continuation (a number
@@ -808,6 +874,7 @@ impl PostCallRun {
         let Models {
             mut encoder,
             mut ner,
+            translator,
         } = models;
         let stage = self.next_stage()?;
         match stage {
@@ -822,6 +889,8 @@ impl PostCallRun {
                         Models {
                             encoder: encoder.as_deref_mut(),
                             ner: ner.as_deref_mut(),
+                            // The "translation" stage translates.
+                            translator: None,
                         },
                     );
                 }
@@ -832,8 +901,26 @@ impl PostCallRun {
                 if let Some(a) = self.analysis.as_mut() {
                     let mut t = std::mem::take(&mut self.translations);
                     t.sort_by(|x, y| x.start_time.total_cmp(&y.start_time));
+                    let done: std::collections::HashSet<u64> =
+                        t.iter().map(|w| w.segment_id).collect();
                     for w in t {
                         a.push_translation(w);
+                    }
+                    // Finals the live analysis did not translate (the
+                    // model was added later, or a translation failed).
+                    if let Some(m) = translator {
+                        let mut order: Vec<&Segment> = self
+                            .segments
+                            .iter()
+                            .filter(|s| !done.contains(&s.segment_id))
+                            .collect();
+                        order.sort_by(|x, y| x.start_time.total_cmp(&y.start_time));
+                        for s in order {
+                            a.translate(s, &mut *m);
+                        }
+                        let mut w = std::mem::take(&mut a.state.translation_windows);
+                        w.sort_by(|x, y| x.start_time.total_cmp(&y.start_time));
+                        a.state.translation_windows = w;
                     }
                 }
             }

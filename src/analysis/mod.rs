@@ -16,6 +16,8 @@
 //!   evidence, optionally helped by sentence embeddings ([`embed`]).
 //! * [`summary`]: extractive, speaker-attributed summary.
 //! * [`qa`]: agent QA scoring from a rubric over transcript and call events.
+//! * [`translate`]: segment translation by an ONNX sequence-to-sequence
+//!   model (MarianMT / OPUS-MT export), beside whisper's translate task.
 
 pub mod call;
 pub mod embed;
@@ -27,6 +29,7 @@ pub mod qa;
 pub mod sentiment;
 pub mod summary;
 pub mod taxonomy;
+pub mod translate;
 
 /// Errors of the analysis layer (loading configuration, lexicons, models).
 #[derive(Debug, thiserror::Error)]

@@ -289,7 +289,7 @@ pub fn decode_bio(tokens: &[(u32, usize, usize, Tag, f64)]) -> Vec<Span> {
 }
 
 #[cfg(feature = "onnx")]
-mod imp {
+pub(crate) mod imp {
     use super::*;
     use ort::environment::Environment;
     use ort::session::builder::GraphOptimizationLevel;
@@ -336,8 +336,28 @@ mod imp {
         Ok(env)
     }
 
+    /// A session over one graph file, with the configured threads.
+    pub(crate) fn session(
+        name: &str,
+        path: &Path,
+        opts: &OnnxOptions,
+    ) -> Result<Session, AnalysisError> {
+        let env = environment(name, opts.runtime.as_deref())?;
+        let err = |e: String| AnalysisError::model(name, format!("{}: {e}", path.display()));
+        Session::builder(&env)
+            .map_err(|e| err(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| err(e.to_string()))?
+            .with_intra_threads(opts.threads.max(1))
+            .map_err(|e| err(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| err(e.to_string()))?
+            .commit_from_file(path)
+            .map_err(|e| err(e.to_string()))
+    }
+
     /// The tokenizer of a model directory, cut at `max_tokens`, unpadded.
-    pub(super) fn tokenizer(
+    pub(crate) fn tokenizer(
         path: &Path,
         max_tokens: usize,
     ) -> Result<tokenizers::Tokenizer, AnalysisError> {
@@ -381,18 +401,8 @@ mod imp {
                     ),
                 ));
             }
-            let env = environment(name, opts.runtime.as_deref())?;
             let err = |e: String| AnalysisError::model(name, format!("{}: {e}", path.display()));
-            let session = Session::builder(&env)
-                .map_err(|e| err(e.to_string()))?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(|e| err(e.to_string()))?
-                .with_intra_threads(opts.threads.max(1))
-                .map_err(|e| err(e.to_string()))?
-                .with_inter_threads(1)
-                .map_err(|e| err(e.to_string()))?
-                .commit_from_file(path)
-                .map_err(|e| err(e.to_string()))?;
+            let session = session(name, path, opts)?;
             let inputs: Vec<String> = session
                 .inputs()
                 .iter()
