@@ -50,8 +50,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
-IR_VERSION = 8
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_onnx_models  # noqa: E402  (the graph builder)
+
+OPSET = make_onnx_models.OPSET
+IR_VERSION = make_onnx_models.IR_VERSION
 K = 4  # target words per source word, at most
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 WORD = re.compile(r"[a-z][a-z']*")
@@ -103,19 +106,11 @@ def first_gloss(body):
     return None
 
 
-class Graph:
-    def __init__(self):
-        self.nodes, self.inits, self.n = [], [], 0
-
+class Graph(make_onnx_models.Graph):
     def const(self, name, arr):
+        # Scalars stay scalars (OneHot's depth must be one).
         self.inits.append(numpy_helper.from_array(np.asarray(arr) if np.ndim(arr) == 0 else np.ascontiguousarray(arr), name))
         return name
-
-    def op(self, op_type, inputs, out=None, **attrs):
-        self.n += 1
-        out = out or "%s_%d" % (op_type.lower(), self.n)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
-        return out
 
 
 def model(g, inputs, outputs, name):

@@ -446,17 +446,20 @@ fn onnx_translation_slot_in_a_call() {
 
     // Post-call with no live translation (the model was configured after
     // the call): the translation stage translates the Swahili finals.
-    let mut run = PostCallRun::new(res.clone(), segs.clone(), vec![], CallFacts::default());
-    while run.next_stage().is_some() {
-        run.step_with(
-            now,
-            Models {
-                translator: Some(&mut m),
-                ..Models::default()
-            },
-        );
-    }
-    let post = run.finish(now);
+    let mut post_call = |live: Vec<_>| {
+        let mut run = PostCallRun::new(res.clone(), segs.clone(), live, CallFacts::default());
+        while run.next_stage().is_some() {
+            run.step_with(
+                now,
+                Models {
+                    translator: Some(&mut m),
+                    ..Models::default()
+                },
+            );
+        }
+        run.finish(now)
+    };
+    let post = post_call(vec![]);
     let ids: Vec<u64> = post
         .progressive
         .translation_windows
@@ -469,20 +472,6 @@ fn onnx_translation_slot_in_a_call() {
         a.state().cumulative_translation()
     );
     // With the live windows given, nothing is translated twice.
-    let mut run = PostCallRun::new(
-        res.clone(),
-        segs.clone(),
-        a.state().translation_windows.clone(),
-        CallFacts::default(),
-    );
-    while run.next_stage().is_some() {
-        run.step_with(
-            now,
-            Models {
-                translator: Some(&mut m),
-                ..Models::default()
-            },
-        );
-    }
-    assert_eq!(run.finish(now).progressive.translation_windows.len(), 2);
+    let live = a.state().translation_windows.clone();
+    assert_eq!(post_call(live).progressive.translation_windows.len(), 2);
 }
