@@ -182,6 +182,7 @@ impl Handler<Analyse> for AnalysisActor {
         let translated_before = analysis.state().translation_windows.len();
         let events = with_models(&res, |m| analysis.push_with(&seg, chrono::Utc::now(), m));
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        crate::metrics::get().analysis_latency.observe(ms / 1000.0);
         // The translation model's windows go out like whisper's.
         for t in &self.analysis.state().translation_windows[translated_before..] {
             self.publish_translation(t);

@@ -604,6 +604,13 @@ impl CallActor {
             }
             JobKind::Final => {
                 self.record.asr.finals_done += 1;
+                // End of speech (call start + end of the utterance) to now.
+                let spoken = self.start + Duration::from_millis(m.end_ms);
+                crate::metrics::get().asr_latency.observe(
+                    Instant::now()
+                        .saturating_duration_since(spoken)
+                        .as_secs_f64(),
+                );
                 if m.lagging {
                     self.record.asr.lagging += 1;
                 }

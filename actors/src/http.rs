@@ -28,6 +28,7 @@ pub struct Services {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::analysis_http::configure(cfg);
     cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
         .route("/health/live", web::get().to(live))
         .route("/health/ready", web::get().to(ready))
         .route("/status", web::get().to(status))
@@ -103,9 +104,29 @@ fn call_id_error(id: &str) -> Option<HttpResponse> {
     None
 }
 
-async fn health(reg: Registry) -> HttpResponse {
+/// Prometheus text exposition (see [`crate::metrics`]).
+async fn metrics(reg: Registry, services: web::Data<Services>) -> HttpResponse {
+    let Ok(mut scrape) = reg.send(crate::registry::GetMetrics).await else {
+        return mailbox_error();
+    };
+    if let Some(n) = &services.notifier {
+        scrape.notify = n.send(crate::notify::GetNotifyStats).await.ok();
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&scrape))
+}
+
+async fn health(reg: Registry, services: web::Data<Services>) -> HttpResponse {
     let Ok(h) = reg.send(GetHealth).await else {
         return mailbox_error();
+    };
+    let notifier = match &services.notifier {
+        None => json!({"status": "healthy", "message": "notifications off"}),
+        Some(n) => match n.send(crate::notify::GetNotifyStats).await {
+            Ok(st) => notifier_check(&st),
+            Err(_) => json!({"status": "unhealthy", "message": "notifier not answering"}),
+        },
     };
     let now = Utc::now();
     let sip = match h.sip {
@@ -146,7 +167,7 @@ async fn health(reg: Registry) -> HttpResponse {
                    "queued_finals": a.queued_finals, "queued_partials": a.queued_partials})
         }
     };
-    let statuses = [&sip, &ports, &store, &asr];
+    let statuses = [&sip, &ports, &store, &asr, &notifier];
     let overall = if statuses.iter().any(|s| s["status"] == "unhealthy") {
         "unhealthy"
     } else if statuses.iter().any(|s| s["status"] == "degraded") {
@@ -164,9 +185,24 @@ async fn health(reg: Registry) -> HttpResponse {
         "timestamp": now,
         "uptime_seconds": (now - h.started).num_seconds(),
         "version": env!("CARGO_PKG_VERSION"),
-        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "asr_workers": asr, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
+        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "asr_workers": asr, "notifier": notifier, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
         "system": {"active_calls": h.active_calls, "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
     }))
+}
+
+/// The notifier is degraded when its last delivery attempt failed or its
+/// queue is half full; never unhealthy (calls are recorded regardless).
+fn notifier_check(st: &crate::notify::NotifyStats) -> serde_json::Value {
+    let last_failed = st.recent.first().is_some_and(|d| !d.ok); // newest first
+    let backlog = st.queued * 2 >= crate::notify::QUEUE;
+    let status = if last_failed || backlog {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    json!({"status": status, "queued": st.queued, "delivered": st.delivered,
+           "failed_attempts": st.failed_attempts, "dead_lettered": st.dead_lettered,
+           "last_error": st.last_error})
 }
 
 async fn live() -> HttpResponse {

@@ -14,6 +14,7 @@
 //! * [`analysis`]: one call's progressive analysis actor.
 //! * [`pipeline`]: the post-call pipeline (whole-call analysis, stored).
 //! * [`notify`]: webhook notifications to the agent service.
+//! * [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! * [`config`]: CLI / env / TOML settings.
 //! * [`engine`]: wiring it all together.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod registry;

@@ -51,6 +51,8 @@ pub struct RegistryActor {
     /// Callers of `EndCall`/shutdown waiting for a call to be persisted.
     waiters: HashMap<CallId, Vec<oneshot::Sender<()>>>,
     ended_total: u64,
+    /// Totals of the calls ended since start (`/metrics`).
+    ended_metrics: crate::metrics::Scrape,
     next_arbiter: usize,
 }
 
@@ -65,6 +67,7 @@ impl RegistryActor {
             http_ready: false,
             waiters: HashMap::new(),
             ended_total: 0,
+            ended_metrics: crate::metrics::Scrape::default(),
             next_arbiter: 0,
         }
     }
@@ -185,6 +188,33 @@ impl RegistryActor {
     }
 }
 
+/// Add a record's RTP, speech and end to metric totals.
+fn add_record(into: &mut crate::metrics::Scrape, r: &SessionRecord) {
+    for st in &r.streams {
+        let codec = st.codec.clone().unwrap_or_else(|| "none".into());
+        into.rtp.entry(codec).or_default().add(st);
+    }
+    into.speech_seconds += crate::metrics::speech_seconds(r);
+}
+
+impl RegistryActor {
+    /// A call ended: its totals join the ended calls'.
+    fn count_ended(&mut self, r: &SessionRecord) {
+        self.ended_total += 1;
+        add_record(&mut self.ended_metrics, r);
+        let key = (
+            r.status.as_str().to_string(),
+            crate::metrics::reason_label(r.end_reason.as_deref().unwrap_or("")).to_string(),
+        );
+        *self.ended_metrics.ended.entry(key).or_default() += 1;
+        for st in r.streams.iter().filter_map(|s| s.stats.as_ref()) {
+            if st.packets > 0 {
+                crate::metrics::get().rtp_jitter.observe(st.jitter_ms);
+            }
+        }
+    }
+}
+
 impl Actor for RegistryActor {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -206,6 +236,7 @@ impl Actor for RegistryActor {
                         "internal error: call actor died",
                         Utc::now(),
                     );
+                    act.count_ended(&rec);
                     tracing::error!(call_id = %id, "call actor died; persisting as failed");
                     let store = act.store.clone();
                     ctx.spawn(
@@ -356,7 +387,7 @@ impl Handler<Finished> for RegistryActor {
             "recording session ended"
         );
         self.calls.remove(&id);
-        self.ended_total += 1;
+        self.count_ended(&m.record);
         if m.confirm {
             self.sip(Control::ConfirmEnd(id.clone()));
         }
@@ -628,6 +659,29 @@ impl Handler<GetHealth> for RegistryActor {
             }
             h.store_ok = store.send(Count).await.is_ok();
             h
+        })
+    }
+}
+
+/// Totals for `/metrics`: the ended calls' plus the live calls' now, and
+/// the ASR pool's and WebSocket hub's figures.
+#[derive(Message)]
+#[rtype(result = "crate::metrics::Scrape")]
+pub struct GetMetrics;
+
+impl Handler<GetMetrics> for RegistryActor {
+    type Result = ResponseFuture<crate::metrics::Scrape>;
+    fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
+        let mut m = self.ended_metrics.clone();
+        m.active_calls = self.calls.len();
+        for c in self.calls.values() {
+            add_record(&mut m, &self.live_view(c));
+        }
+        m.asr = self.cfg.media.asr.as_ref().map(|p| p.stats());
+        let hub = self.cfg.hub.clone();
+        Box::pin(async move {
+            m.ws = hub.send(crate::ws::GetHubStats).await.ok();
+            m
         })
     }
 }

@@ -77,6 +77,7 @@ impl SipActor {
     }
 
     fn send(&mut self, ctx: &mut Context<Self>, peer: Peer, bytes: Vec<u8>) {
+        crate::metrics::sip_message("out", &bytes);
         match peer.transport {
             Transport::Udp => {
                 if let Err(e) = self.udp.try_send_to(&bytes, peer.addr) {
@@ -216,9 +217,15 @@ impl StreamHandler<Datagram> for SipActor {
             addr: d.from,
         };
         match frame_datagram(&d.bytes, &self.limits) {
-            Ok(Frame::Message(m)) => self.uas.handle_message(Instant::now(), peer, &m),
+            Ok(Frame::Message(m)) => {
+                crate::metrics::sip_message("in", &m);
+                self.uas.handle_message(Instant::now(), peer, &m)
+            }
             Ok(Frame::KeepAlive) => {}
-            Err(e) => self.uas.handle_unframeable(peer, &d.bytes, &e),
+            Err(e) => {
+                crate::metrics::sip_message("in", &d.bytes);
+                self.uas.handle_unframeable(peer, &d.bytes, &e)
+            }
         }
         self.drain(ctx);
     }
@@ -270,7 +277,10 @@ impl Handler<TcpData> for SipActor {
         }
         for f in frames {
             match f {
-                Frame::Message(b) => self.uas.handle_message(Instant::now(), peer, &b),
+                Frame::Message(b) => {
+                    crate::metrics::sip_message("in", &b);
+                    self.uas.handle_message(Instant::now(), peer, &b)
+                }
                 Frame::KeepAlive => {
                     if let Some(c) = self.conns.get(&m.conn) {
                         let _ = c.tx.try_send(b"\r\n".to_vec());

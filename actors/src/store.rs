@@ -178,11 +178,17 @@ pub struct Count;
 impl Handler<Put> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, m: Put, _: &mut Self::Context) -> Self::Result {
-        if m.durable {
-            self.store.put(&m.record)
+        let t0 = std::time::Instant::now();
+        let (kind, res) = if m.durable {
+            ("durable", self.store.put(&m.record))
         } else {
-            self.store.put_lazy(&m.record)
-        }
+            ("journal", self.store.put_lazy(&m.record))
+        };
+        crate::metrics::get()
+            .store_write
+            .with_label_values(&[kind])
+            .observe(t0.elapsed().as_secs_f64());
+        res
     }
 }
 

@@ -129,6 +129,57 @@ fn full_call(transport: Transport) {
         by_orig.text
     );
     assert_eq!(s(&by_orig.body["call_id"]), id);
+
+    // The metrics say what happened: SIP both ways, the call ended by BYE,
+    // its RTP by codec, store writes, and the process.
+    let m = engine.get("/metrics");
+    assert_eq!(m.status, 200);
+    let v = |series: &str| metric(&m.text, series);
+    assert!(v(r#"earshot_sip_requests_total{direction="in",method="INVITE"}"#) >= 1.0);
+    assert!(v(r#"earshot_sip_requests_total{direction="in",method="BYE"}"#) >= 1.0);
+    assert!(
+        v(r#"earshot_sip_responses_total{code="200",direction="out",method="INVITE"}"#) >= 1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        v(r#"earshot_calls_ended_total{reason="bye",status="completed"}"#),
+        1.0
+    );
+    assert_eq!(v("earshot_active_calls"), 0.0);
+    let rtp = v(r#"earshot_rtp_packets_total{codec="PCMU",outcome="received"}"#);
+    assert_eq!(rtp, counter(&done, "rtp_packets") as f64, "{}", m.text);
+    assert!(v(r#"earshot_store_write_seconds_count{kind="durable"}"#) >= 1.0);
+    assert!(v("earshot_rtp_jitter_ms_count") >= 1.0);
+    assert!(v("earshot_vad_speech_seconds_total") > 0.0, "{}", m.text);
+    assert!(v("process_resident_memory_bytes") > 1e6);
+    assert!(v("process_cpu_seconds_total") > 0.0);
+    let h = engine.get("/health");
+    assert_eq!(h.status, 200, "{}", h.text);
+    for check in [
+        "sip",
+        "rtp_ports",
+        "store",
+        "asr_workers",
+        "notifier",
+        "http",
+    ] {
+        assert_eq!(
+            s(&h.body["checks"][check]["status"]),
+            "healthy",
+            "{check}: {}",
+            h.text
+        );
+    }
+}
+
+/// The value of one series (name with its labels, as Prometheus prints
+/// them) in a text exposition; panics when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
 }
 
 #[test]
