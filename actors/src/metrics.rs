@@ -57,79 +57,42 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
 ];
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+/// Register a new metric (names and options are constants here: an error
+/// is a programming error).
+fn reg<T: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    m: Result<T, prometheus::Error>,
+) -> T {
+    let m = m.expect("valid metric");
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
-        .expect("valid metric");
-    r.register(Box::new(h.clone())).expect("unique metric");
-    h
-}
-
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
+    reg(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())),
+    )
 }
 
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
-        let store_write = HistogramVec::new(
-            HistogramOpts::new(
-                "earshot_store_write_seconds",
-                "Session store (sled) write time, by kind (durable = flushed, journal = live state)",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
-            &["kind"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(store_write.clone()))
-            .expect("unique metric");
-        let speech_seconds = prometheus::Counter::new(
-            "earshot_vad_speech_seconds_total",
-            "Seconds of speech the VAD found, all streams",
-        )
-        .expect("valid metric");
-        r.register(Box::new(speech_seconds.clone()))
-            .expect("unique metric");
-        let cpu_seconds = prometheus::Counter::new(
-            "process_cpu_seconds_total",
-            "User and system CPU time of the engine process",
-        )
-        .expect("valid metric");
-        r.register(Box::new(cpu_seconds.clone()))
-            .expect("unique metric");
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(&r, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let asr_queue = gauge_vec(
-            "earshot_asr_queue_depth",
-            "Utterances waiting for a recogniser, by kind",
-            &["kind"],
-        );
-        let asr_workers = gauge_vec(
-            "earshot_asr_workers",
-            "Recogniser workers, by state",
-            &["state"],
-        );
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(&r, IntGaugeVec::new(Opts::new(name, help), labels))
+        };
+        let gauge = |name: &str, help: &str| reg(&r, IntGauge::new(name, help));
+        let counter = |name: &str, help: &str| reg(&r, prometheus::Counter::new(name, help));
         Metrics {
             sip_requests: counter_vec(
-                &r,
                 "earshot_sip_requests_total",
                 "SIP requests received (in) and sent (out), by method",
                 &["direction", "method"],
             ),
             sip_responses: counter_vec(
-                &r,
                 "earshot_sip_responses_total",
                 "SIP responses received (in) and sent (out), by CSeq method and status code",
                 &["direction", "method", "code"],
@@ -144,65 +107,77 @@ impl Metrics {
                 &r,
                 "earshot_analysis_seconds",
                 "Progressive analysis time per final",
-                &[
-                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
-                ],
+                &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
             ),
-            store_write,
+            store_write: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "earshot_store_write_seconds",
+                        "Session store (sled) write time, by kind (durable = flushed, journal = live state)",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0,
+                    ]),
+                    &["kind"],
+                ),
+            ),
             rtp_jitter: histogram(
                 &r,
                 "earshot_rtp_jitter_ms",
                 "Interarrival jitter (RFC 3550) of each stream at its end, milliseconds",
-                &[
-                    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0,
-                ],
+                &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0],
             ),
-            active_calls: gauge(&r, "earshot_active_calls", "Live recording sessions"),
+            active_calls: gauge("earshot_active_calls", "Live recording sessions"),
             calls_ended: counter_vec(
-                &r,
                 "earshot_calls_ended_total",
                 "Recording sessions ended since start, by status and reason",
                 &["status", "reason"],
             ),
             rtp_packets: counter_vec(
-                &r,
                 "earshot_rtp_packets_total",
                 "RTP packets by codec and outcome (received; lost and late in the network; \
                  duplicate; dropped_by_engine = kernel queue overflow)",
                 &["codec", "outcome"],
             ),
-            speech_seconds,
-            asr_queue,
-            asr_workers,
+            speech_seconds: counter(
+                "earshot_vad_speech_seconds_total",
+                "Seconds of speech the VAD found, all streams",
+            ),
+            asr_queue: gauge_vec(
+                "earshot_asr_queue_depth",
+                "Utterances waiting for a recogniser, by kind",
+                &["kind"],
+            ),
+            asr_workers: gauge_vec("earshot_asr_workers", "Recogniser workers, by state", &["state"]),
             asr_decodes: counter_vec(
-                &r,
                 "earshot_asr_decodes_total",
                 "Recogniser decodes by kind and outcome",
                 &["kind"],
             ),
-            ws_clients: gauge(&r, "earshot_ws_clients", "Connected WebSocket clients"),
-            ws_dropped_partials: {
-                let c = IntCounter::new(
+            ws_clients: gauge("earshot_ws_clients", "Connected WebSocket clients"),
+            ws_dropped_partials: reg(
+                &r,
+                IntCounter::new(
                     "earshot_ws_dropped_partials_total",
                     "Partials and snapshots dropped for slow WebSocket clients",
-                )
-                .expect("valid metric");
-                r.register(Box::new(c.clone())).expect("unique metric");
-                c
-            },
+                ),
+            ),
             notifications: counter_vec(
-                &r,
                 "earshot_notifications_total",
                 "Agent notifications by outcome (delivered, failed_attempt, dead_lettered)",
                 &["outcome"],
             ),
-            cpu_seconds,
+            cpu_seconds: counter(
+                "process_cpu_seconds_total",
+                "User and system CPU time of the engine process",
+            ),
             rss_bytes: gauge(
-                &r,
                 "process_resident_memory_bytes",
                 "Resident set size of the engine process",
             ),
-            open_fds: gauge(&r, "process_open_fds", "Open file descriptors"),
+            open_fds: gauge("process_open_fds", "Open file descriptors"),
             registry: r,
         }
     }
