@@ -12,6 +12,7 @@
 //! * [`uas`]: the SIPREC user-agent server: transactions, dialogs, timers.
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
+//! * [`wav`]: WAV header repair after a crash.
 
 pub mod analysis;
 pub mod asr;
@@ -28,3 +29,4 @@ pub mod sip;
 pub mod talktime;
 pub mod uas;
 pub mod vad;
+pub mod wav;

@@ -34,7 +34,10 @@ use std::time::{Duration, Instant};
 
 /// How often a live call refreshes the registry's view.
 const TICK: Duration = Duration::from_secs(1);
-/// How often (in ticks) a changed live call is journaled to the store.
+/// A live call whose results changed (events, segments, analysis, state)
+/// is journaled to the store at the next tick, so a crash loses at most the
+/// last second of them (plus sled's flush interval, [`crate::store`]); one
+/// whose only change is its RTP counters, every this many ticks.
 const JOURNAL_TICKS: u32 = 5;
 /// After the call ended, how long its transcript may still take to finish
 /// (outstanding finals) before the record is closed without them.
@@ -67,7 +70,10 @@ pub struct CallActor {
     arbiter: ArbiterHandle,
     start: Instant,
     bind_ip: std::net::IpAddr,
+    /// Changed since the last journal write.
     dirty: bool,
+    /// Results (not only counters) changed since the last journal write.
+    fresh: bool,
     ticks: u32,
     finishing: bool,
     /// Test hook: panic on the first tick (from `X-Earshot-Fault: panic`
@@ -210,6 +216,7 @@ impl CallActor {
             start: Instant::now(),
             bind_ip: init.bind_ip,
             dirty: true,
+            fresh: true,
             ticks: 0,
             finishing: false,
             fault: init.fault,
@@ -392,6 +399,7 @@ impl CallActor {
         }
         self.record.last_activity = chrono::Utc::now();
         self.dirty = true;
+        self.fresh = true;
     }
 
     fn label_of(&self, index: usize) -> Label {
@@ -406,6 +414,7 @@ impl CallActor {
         if r.asr_finals > self.record.asr.finals_sent {
             self.record.asr.finals_sent = r.asr_finals;
             self.dirty = true;
+            self.fresh = true;
         }
         self.deferred.extend(r.deferred_finals);
         for (index, e) in r.events {
@@ -413,6 +422,7 @@ impl CallActor {
             self.push_media_event(&label, &e);
             self.record.push_event(label, e);
             self.dirty = true;
+            self.fresh = true;
         }
         if !r.streams.is_empty() {
             let mut packets = 0;
@@ -477,8 +487,11 @@ impl CallActor {
         self.record.total_audio_duration = self.record.duration_secs(now);
         self.registry.do_send(Snapshot(self.record.clone()));
         self.ticks = self.ticks.wrapping_add(1);
-        if self.dirty && (self.ticks == 1 || self.ticks.is_multiple_of(JOURNAL_TICKS)) {
+        if self.fresh
+            || (self.dirty && (self.ticks == 1 || self.ticks.is_multiple_of(JOURNAL_TICKS)))
+        {
             self.dirty = false;
+            self.fresh = false;
             self.store.do_send(Put {
                 record: self.record.clone(),
                 durable: false,
@@ -615,6 +628,7 @@ impl CallActor {
                     self.record.asr.lagging += 1;
                 }
                 self.dirty = true;
+                self.fresh = true;
                 if self.agreements.get(&m.stream).map(|a| a.0) == Some(m.utterance) {
                     self.agreements.remove(&m.stream);
                 }
@@ -655,6 +669,7 @@ impl CallActor {
                             ));
                         }
                         self.dirty = true;
+                        self.fresh = true;
                         if let Some(s) = self.record.transcript_segments.last() {
                             self.analyse(s.clone());
                         }
@@ -859,6 +874,7 @@ impl Handler<AnalysisProgress> for CallActor {
     fn handle(&mut self, m: AnalysisProgress, _: &mut Context<Self>) {
         self.record.analysis.progressive = Some(*m.0);
         self.dirty = true;
+        self.fresh = true;
     }
 }
 

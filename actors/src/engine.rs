@@ -26,10 +26,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let interrupted = store
         .mark_interrupted(chrono::Utc::now())
         .context("recovering sessions")?;
-    if interrupted > 0 {
+    if !interrupted.is_empty() {
         tracing::warn!(
-            interrupted,
+            interrupted = interrupted.len(),
             "sessions that were live when the engine stopped are now interrupted"
+        );
+        let (repaired, failed) = crate::recovery::repair_calls(
+            &settings.data_dir.join("recordings"),
+            interrupted.iter().map(String::as_str),
+        );
+        tracing::info!(
+            repaired,
+            failed,
+            "recordings of interrupted sessions checked"
         );
     }
     {

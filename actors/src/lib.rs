@@ -9,6 +9,7 @@
 //! * [`udp`]: batched non-blocking RTP receive with kernel timestamps and
 //!   drop counts.
 //! * [`store`]: sled persistence on its own thread.
+//! * [`recovery`]: start-up repair of recordings after a crash.
 //! * [`http`]: the REST API ([`analysis_http`]: its analysis endpoints).
 //! * [`ws`]: WebSocket pushes (the only actix-web-actors user).
 //! * [`analysis`]: one call's progressive analysis actor.
@@ -29,6 +30,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod recovery;
 pub mod registry;
 pub mod sip_actor;
 pub mod store;

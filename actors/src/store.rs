@@ -22,6 +22,9 @@ pub struct SledStore {
     by_key: sled::Tree,
 }
 
+/// sled's background flush interval, ms.
+pub const FLUSH_EVERY_MS: u64 = 200;
+
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
 }
@@ -33,6 +36,9 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
+            // Journal writes are lazy; sled makes them durable this often
+            // (a crash loses at most the last tick of results plus this).
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()
             .map_err(io)?;
         Ok(SledStore {
@@ -49,12 +55,12 @@ impl SledStore {
     }
 
     /// Sessions stored as `active` were live when the engine stopped: mark
-    /// them `interrupted`. Returns how many.
+    /// them `interrupted`. Returns their call ids.
     pub fn mark_interrupted(
         &mut self,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<usize, StoreError> {
-        let mut n = 0;
+    ) -> Result<Vec<String>, StoreError> {
+        let mut n = vec![];
         for item in self.sessions.iter() {
             let (_, v) = item.map_err(io)?;
             let Ok(mut rec) = serde_json::from_slice::<SessionRecord>(&v) else {
@@ -64,7 +70,7 @@ impl SledStore {
                 rec.finish(CallStatus::Interrupted, "engine stopped while live", now);
                 rec.end_time = Some(rec.last_activity);
                 self.write(&rec)?;
-                n += 1;
+                n.push(rec.call_id.as_str().to_string());
             }
         }
         self.db.flush().map_err(io)?;
@@ -242,7 +248,7 @@ mod tests {
         }
         let mut s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!(s.mark_interrupted(chrono::Utc::now()).unwrap(), 1);
+        assert_eq!(s.mark_interrupted(chrono::Utc::now()).unwrap().len(), 1);
         let b = s.find("U-1").unwrap().unwrap();
         assert_eq!(b.call_id.as_str(), "b");
         assert_eq!(b.status, CallStatus::Interrupted);
