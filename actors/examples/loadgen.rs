@@ -74,7 +74,23 @@ struct Args {
     /// Print one JSON summary line at the end.
     #[arg(long)]
     json: bool,
+    /// Percent of calls that also carry bad input: a malformed SIP request
+    /// to the engine when the call starts, and junk UDP (random bytes,
+    /// wrong RTP version, unknown payload type) to its RTP ports once a
+    /// second while it lasts. The good calls must not notice.
+    #[arg(long, default_value_t = 0.0)]
+    junk_pct: f64,
 }
+
+/// Malformed SIP requests sent with `--junk-pct` (each must get a 4xx or
+/// be dropped, never disturb another call).
+const JUNK_SIP: &[&[u8]] = &[
+    b"INVITE sip:srs@127.0.0.1 SIP/2.0\r\nVia: \r\nCSeq: x\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+    b"INVITE sip:srs@127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\nv=0",
+    b"BYE sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKjunk\r\nCall-ID: junk\r\n\r\n",
+    b"\x00\x01\x02\xff\xfe",
+];
 
 // ---------------------------------------------------------------------------
 // Audio
@@ -440,6 +456,10 @@ struct Call {
     bye_at: Instant,
     bye_sent: Instant,
     rtp: bool,
+    /// `--junk-pct`: send junk to this call's RTP ports.
+    junk: bool,
+    junk_dests: Vec<SocketAddrV4>,
+    next_junk: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -459,6 +479,8 @@ struct SipStats {
     unparsable: u64,
     response_ms: Vec<f64>,
     statuses: HashMap<u16, usize>,
+    junk_sip_sent: u64,
+    junk_rtp_sent: u64,
 }
 
 fn token() -> String {
@@ -694,6 +716,9 @@ struct Gen {
     senders: Vec<Sender<Cmd>>,
     stats: SipStats,
     limits: Limits,
+    /// Every this many calls is a junk call (`--junk-pct`); 0: none.
+    junk_every: usize,
+    rng: u64,
 }
 
 impl Gen {
@@ -702,7 +727,47 @@ impl Gen {
         let _ = self.sock.send_to(bytes, to);
     }
 
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One junk datagram for an RTP port: random bytes, an RTP header with
+    /// the wrong version, or a valid header with an unknown payload type.
+    fn junk_datagram(&mut self) -> Vec<u8> {
+        let r = self.random();
+        let len = 1 + (r >> 8) as usize % 300;
+        let mut b: Vec<u8> = (0..len).map(|_| self.random() as u8).collect();
+        match r % 3 {
+            0 => {}
+            1 => b[0] = 0x00, // version 0
+            _ => {
+                b.resize(b.len().max(12 + 20), 0);
+                b[0] = 0x80;
+                b[1] = 99; // not negotiated
+            }
+        }
+        b
+    }
+
+    fn send_junk_rtp(&mut self, i: usize) {
+        let dests = self.calls[i].junk_dests.clone();
+        for d in dests {
+            let b = self.junk_datagram();
+            self.send(&b, SocketAddr::V4(d));
+            self.stats.junk_rtp_sent += 1;
+        }
+    }
+
     fn start_call(&mut self, n: usize, now: Instant) {
+        let junk = self.junk_every > 0 && n % self.junk_every == self.junk_every / 2;
+        if junk {
+            let bad = JUNK_SIP[(n / self.junk_every) % JUNK_SIP.len()];
+            self.send(bad, self.target);
+            self.stats.junk_sip_sent += 1;
+        }
         let call_id = format!("lg-{}-{n}@{}", token(), self.local.ip());
         let from_tag = token();
         let branch = format!("z9hG4bK{}", token());
@@ -724,6 +789,9 @@ impl Gen {
             bye_at: now,
             bye_sent: now,
             rtp: false,
+            junk,
+            junk_dests: vec![],
+            next_junk: now,
         });
         self.stats.attempted += 1;
     }
@@ -749,6 +817,14 @@ impl Gen {
                         self.stats.invite_retransmits += 1;
                         self.send(&self.calls[i].invite, self.target);
                     }
+                }
+                Phase::Answered
+                    if self.calls[i].junk
+                        && now >= self.calls[i].next_junk
+                        && now < self.calls[i].bye_at =>
+                {
+                    self.calls[i].next_junk = now + Duration::from_secs(1);
+                    self.send_junk_rtp(i);
                 }
                 Phase::Answered if now >= self.calls[i].bye_at => {
                     self.stop_rtp(i);
@@ -910,6 +986,9 @@ impl Gen {
         c.bye = Some(bye);
         c.phase = Phase::Answered;
         c.bye_at = now + self.hold;
+        if c.junk {
+            c.junk_dests = dests.clone();
+        }
         if dests.is_empty() {
             self.stats.no_media += 1;
         } else {
@@ -963,6 +1042,12 @@ fn main() -> anyhow::Result<()> {
         senders,
         stats: SipStats::default(),
         limits: Limits::default(),
+        junk_every: if args.junk_pct > 0.0 {
+            (100.0 / args.junk_pct.min(100.0)).round().max(1.0) as usize
+        } else {
+            0
+        },
+        rng: 0x9e37_79b9_7f4a_7c15,
     };
 
     let t0 = Instant::now();
@@ -1078,6 +1163,17 @@ fn lateness_percentile(hist: &[u64], p: f64) -> u64 {
     hist.len() as u64 - 1
 }
 
+/// User + system CPU time of this process so far, seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    ((t(u.ru_utime) + t(u.ru_stime)) * 100.0).round() / 100.0
+}
+
 fn report(args: &Args, audio: &str, s: &mut SipStats, rtp: &SenderStats, elapsed: Duration) {
     s.response_ms.sort_by(|a, b| a.total_cmp(b));
     let p50 = percentile(&s.response_ms, 0.50);
@@ -1120,8 +1216,11 @@ fn report(args: &Args, audio: &str, s: &mut SipStats, rtp: &SenderStats, elapsed
             "bye_failed": s.bye_failed,
             "bye_timeout": s.bye_timeout,
             "ended_by_engine": s.ended_by_engine,
+            "junk_sip_sent": s.junk_sip_sent,
+            "junk_rtp_sent": s.junk_rtp_sent,
             "invite_retransmits": s.invite_retransmits,
             "bye_retransmits": s.bye_retransmits,
+            "cpu_s": cpu_seconds(),
             "sip_p50_ms": (p50 * 100.0).round() / 100.0,
             "sip_p99_ms": (p99 * 100.0).round() / 100.0,
             "rtp_packets_sent": rtp.packets,
