@@ -93,6 +93,10 @@ pub struct UasConfig {
     pub retry_after_secs: u32,
     /// How long the runtime may take to confirm a BYE before we answer anyway.
     pub bye_confirm_timeout: Duration,
+    /// An ended call's RTP ports go back to the pool when the runtime says
+    /// its sockets are closed ([`Uas::media_released`]), or after this long
+    /// if it never does.
+    pub port_hold_max: Duration,
     /// Seed for tags and branches (tests pass a fixed one).
     pub seed: u64,
 }
@@ -111,6 +115,7 @@ impl UasConfig {
             codec_preference: vec![Codec::Opus, Codec::G722, Codec::Pcmu, Codec::Pcma],
             retry_after_secs: 5,
             bye_confirm_timeout: Duration::from_secs(8),
+            port_hold_max: Duration::from_secs(900),
             seed: 0x5eed,
         }
     }
@@ -273,6 +278,7 @@ enum TimerKind {
     ByeConfirm(CallId),
     TxnRetransmit(TxnKey),
     TxnExpire(TxnKey),
+    HeldPorts(CallId),
 }
 
 /// The SIPREC UAS state machine. See the module docs.
@@ -287,6 +293,9 @@ pub struct Uas {
     next_gen: u64,
     /// The latest `now` any entry point was given.
     now: Instant,
+    /// Ports of ended calls whose sockets the runtime may still hold, with
+    /// the generation of their expiry timer.
+    held: HashMap<CallId, (Vec<u16>, u64)>,
 }
 
 /// Why a request was refused, before any state exists.
@@ -323,6 +332,7 @@ impl Uas {
             rng,
             next_gen: 1,
             now: Instant::now(),
+            held: HashMap::new(),
         }
     }
 
@@ -333,6 +343,25 @@ impl Uas {
     /// Live dialogs (offered, answered, confirmed or closing).
     pub fn call_count(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// The runtime has closed an ended call's RTP sockets: its ports may be
+    /// handed out again. (Until then they are held, so a new call never gets
+    /// a port an old call still has bound; [`UasConfig::port_hold_max`]
+    /// bounds the wait.) Returns how many ports were released.
+    pub fn media_released(&mut self, call_id: &CallId) -> usize {
+        let Some((ports, _)) = self.held.remove(call_id) else {
+            return 0;
+        };
+        for &p in &ports {
+            self.ports.release(p);
+        }
+        ports.len()
+    }
+
+    /// Ports of ended calls not yet released by the runtime.
+    pub fn ports_held(&self) -> usize {
+        self.held.values().map(|(p, _)| p.len()).sum()
     }
 
     /// RTP ports free / total.
@@ -453,6 +482,8 @@ impl Uas {
         }
         self.final_invite_response(now, peer, &invite, resp);
         self.remove_dialog(call_id);
+        // The runtime refusing the call holds none of its sockets.
+        self.media_released(call_id);
         self.emit(UasEvent::Ended {
             call_id: call_id.clone(),
             reason: EndReason::Rejected(status),
@@ -1363,6 +1394,12 @@ impl Uas {
                 tracing::warn!(%call_id, "session timer expired without refresh");
                 self.end_with(now, &call_id, EndReason::SessionExpired);
             }
+            TimerKind::HeldPorts(call_id) => {
+                if self.held.get(&call_id).is_some_and(|(_, g)| *g == gen) {
+                    let n = self.media_released(&call_id);
+                    tracing::warn!(%call_id, ports = n, "media never reported closed; ports released after the hold limit");
+                }
+            }
             TimerKind::ByeConfirm(call_id) => {
                 let pending = self
                     .dialogs
@@ -1511,12 +1548,24 @@ impl Uas {
         self.transmit(peer, bytes);
     }
 
+    /// The call is over: its ports wait for [`Uas::media_released`].
     fn release_ports(&mut self, call_id: &CallId) {
-        if let Some(d) = self.dialogs.get_mut(call_id) {
-            for p in d.ports.drain(..) {
-                self.ports.release(p);
-            }
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        if d.ports.is_empty() {
+            return;
         }
+        let ports: Vec<u16> = d.ports.drain(..).collect();
+        let gen = self.gen();
+        let entry = self
+            .held
+            .entry(call_id.clone())
+            .or_insert_with(|| (vec![], gen));
+        entry.0.extend(ports);
+        entry.1 = gen;
+        let at = self.now + self.cfg.port_hold_max;
+        self.schedule(at, gen, TimerKind::HeldPorts(call_id.clone()));
     }
 
     fn remove_dialog(&mut self, call_id: &CallId) {

@@ -514,6 +514,8 @@ impl CallActor {
         }
         self.finishing = true;
         let reason = reason.to_owned();
+        // Sockets never handed to the media actor close now.
+        self.unbound.clear();
         let media = self.media.take();
         let stopped = async move {
             match media {

@@ -144,7 +144,7 @@ async fn health(reg: Registry, services: web::Data<Services>) -> HttpResponse {
             } else {
                 "healthy"
             };
-            json!({"status": st, "free": s.ports_free, "total": s.ports_total})
+            json!({"status": st, "free": s.ports_free, "total": s.ports_total, "held_by_ending_calls": s.ports_held})
         }
         None => json!({"status": "unhealthy"}),
     };

@@ -666,6 +666,9 @@ impl Handler<StopMedia> for MediaActor {
                 tracing::warn!(%e, "finalizing stereo recording");
             }
         }
+        // Close the sockets now, before the reply: the call then tells the
+        // UAS its ports may be handed out again.
+        self.streams.clear();
         ctx.stop();
         MessageResult(report)
     }

@@ -237,6 +237,8 @@ impl Actor for RegistryActor {
                         Utc::now(),
                     );
                     act.count_ended(&rec);
+                    // A dead call actor's sockets went with it.
+                    act.sip(Control::MediaReleased(id.clone()));
                     tracing::error!(call_id = %id, "call actor died; persisting as failed");
                     let store = act.store.clone();
                     ctx.spawn(
@@ -388,6 +390,8 @@ impl Handler<Finished> for RegistryActor {
         );
         self.calls.remove(&id);
         self.count_ended(&m.record);
+        // The call actor stopped its media (sockets closed) before this.
+        self.sip(Control::MediaReleased(id.clone()));
         if m.confirm {
             self.sip(Control::ConfirmEnd(id.clone()));
         }

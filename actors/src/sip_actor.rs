@@ -318,6 +318,8 @@ pub enum Control {
     Reject(CallId, u16, String),
     ConfirmEnd(CallId),
     End(CallId, String),
+    /// The call's RTP sockets are closed: its ports may be reused.
+    MediaReleased(CallId),
 }
 
 impl Handler<Control> for SipActor {
@@ -329,6 +331,7 @@ impl Handler<Control> for SipActor {
             Control::Reject(id, code, reason) => self.uas.reject(now, &id, code, &reason),
             Control::ConfirmEnd(id) => self.uas.confirm_end(now, &id),
             Control::End(id, reason) => self.uas.end_call(now, &id, &reason),
+            Control::MediaReleased(id) => self.uas.media_released(&id) > 0,
         };
         self.drain(ctx);
         ok
@@ -360,6 +363,8 @@ pub struct SipHealth {
     pub dialogs: usize,
     pub ports_free: usize,
     pub ports_total: usize,
+    /// Ports of ended calls whose sockets are not closed yet.
+    pub ports_held: usize,
     pub tcp_connections: usize,
     pub send_failures: u64,
 }
@@ -376,6 +381,7 @@ impl Handler<GetSipHealth> for SipActor {
             dialogs: self.uas.call_count(),
             ports_free: free,
             ports_total: total,
+            ports_held: self.uas.ports_held(),
             tcp_connections: self.conns.len(),
             send_failures: self.send_failures,
         })

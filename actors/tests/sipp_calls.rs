@@ -154,7 +154,12 @@ fn full_call(transport: Transport) {
     assert!(v("earshot_vad_speech_seconds_total") > 0.0, "{}", m.text);
     assert!(v("process_resident_memory_bytes") > 1e6);
     assert!(v("process_cpu_seconds_total") > 0.0);
-    let h = engine.get("/health");
+    // The call's RTP ports are back in the pool once its sockets closed.
+    let h = poll("ports released", std::time::Duration::from_secs(10), || {
+        let h = engine.get("/health");
+        let p = &h.body["checks"]["rtp_ports"];
+        (p["held_by_ending_calls"] == 0 && p["free"] == p["total"]).then_some(h)
+    });
     assert_eq!(h.status, 200, "{}", h.text);
     for check in [
         "sip",
