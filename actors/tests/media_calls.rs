@@ -278,6 +278,7 @@ fn talk_over_impaired_network() {
         duplicate: 0.01,
         jitter_ms: 40,
         seed,
+        ..Impairment::default()
     };
     let run = record("talk", [imp(5_001), imp(5_002)]);
     let label = "talk/impaired";
