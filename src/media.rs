@@ -120,6 +120,51 @@ pub enum MediaEvent {
         at_ms: u64,
         gap_ms: u64,
     },
+    /// No RTP on any stream of the call for `silent_ms` (at least the RTP
+    /// timeout): the call is ended as failed, "no media". Reported for
+    /// every stream that was expecting media.
+    NoMedia {
+        at_ms: u64,
+        silent_ms: u64,
+    },
+}
+
+/// The RTP timeout of a call, sans-IO: the runtime asks it with `now` and
+/// every stream's [`StreamPipeline::idle_since`].
+///
+/// A call has no media when every stream that expects media (not paused
+/// by a re-INVITE/UPDATE) has been without RTP for at least `after`,
+/// counted from its last RTP packet, or from when it was answered or
+/// resumed if none came since. The same rule covers media that never
+/// starts and media that stops mid-call. A call whose streams are all
+/// paused (or that has none it can receive) never times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpTimeout {
+    after: Duration,
+}
+
+impl RtpTimeout {
+    /// `None` for a zero timeout (off).
+    pub fn new(after: Duration) -> Option<RtpTimeout> {
+        (!after.is_zero()).then_some(RtpTimeout { after })
+    }
+
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+
+    /// How long the call has been without media, once that is at least the
+    /// timeout; `None` while some stream had RTP more recently (or nothing
+    /// expects media). `idle_since`: per stream, `None` when paused.
+    pub fn expired(
+        &self,
+        now: Instant,
+        idle_since: impl IntoIterator<Item = Option<Instant>>,
+    ) -> Option<Duration> {
+        let latest = idle_since.into_iter().flatten().max()?;
+        let silent = now.saturating_duration_since(latest);
+        (silent >= self.after).then_some(silent)
+    }
 }
 
 /// Per-stream receive counters beyond the jitter buffer's.
@@ -169,6 +214,10 @@ pub struct StreamPipeline {
     /// The open VAD region (start, last voiced end) already announced to the
     /// recogniser as closed.
     asr_closed: Option<(u64, u64)>,
+    /// Arrival of the last RTP packet accepted from the stream's source.
+    last_rtp: Option<Instant>,
+    /// Since when the stream expects media: created, answered or resumed.
+    expecting_since: Instant,
 }
 
 impl StreamPipeline {
@@ -206,7 +255,34 @@ impl StreamPipeline {
             spans: vec![],
             events: vec![],
             asr_closed: None,
+            last_rtp: None,
+            expecting_since: start,
         })
+    }
+
+    /// The stream expects media from `now` on (it was just answered, e.g.
+    /// added by a re-INVITE): the RTP timeout counts from here at the
+    /// earliest.
+    pub fn expect_media_from(&mut self, now: Instant) {
+        self.expecting_since = self.expecting_since.max(now);
+    }
+
+    /// For the RTP timeout: since when the stream has been without RTP (its
+    /// last packet, or when it started expecting media if later); `None`
+    /// while paused (no media expected).
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.paused_at.is_some() {
+            return None;
+        }
+        Some(match self.last_rtp {
+            Some(t) => t.max(self.expecting_since),
+            None => self.expecting_since,
+        })
+    }
+
+    /// Arrival time of the last RTP packet accepted from the source.
+    pub fn last_rtp(&self) -> Option<Instant> {
+        self.last_rtp
     }
 
     /// Sample rate of the stream's decoded audio before resampling.
@@ -244,6 +320,7 @@ impl StreamPipeline {
                 });
             }
         }
+        self.last_rtp = Some(self.last_rtp.map_or(now, |t| t.max(now)));
         let pt = pkt.payload_type;
         let known = pt == self.cfg.payload_type
             || Some(pt) == self.cfg.dtmf_payload_type
@@ -313,6 +390,7 @@ impl StreamPipeline {
     /// The stream is back: same timeline, the gap recorded.
     pub fn resume(&mut self, now: Instant) {
         if let Some(at) = self.paused_at.take() {
+            self.expect_media_from(now);
             self.jitter.resume(now);
             self.anchor = None;
             let now_ms = self.elapsed_samples(now) / PER_MS;

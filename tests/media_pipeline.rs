@@ -3,7 +3,7 @@
 //! pause/resume, SSRC changes, bad input.
 
 use earshot::codec::g711::linear_to_ulaw;
-use earshot::media::{MediaEvent, StreamConfig, StreamPipeline};
+use earshot::media::{MediaEvent, RtpTimeout, StreamConfig, StreamPipeline};
 use earshot::sdp::Codec;
 use earshot::vad::VadConfig;
 use std::net::SocketAddr;
@@ -277,4 +277,76 @@ fn junk_and_unknown_payload_types_are_counted_not_fatal() {
     r.poll(100);
     let c = r.p.counters();
     assert_eq!((c.malformed, c.unknown_payload_type), (1, 1));
+}
+
+/// The RTP timeout decision: media that never comes, media that stops, a
+/// paused stream (never times out), a resumed one (counts from the resume),
+/// one live stream keeping a call with a silent one alive, and off.
+#[test]
+fn rtp_timeout_counts_from_answer_last_packet_or_resume_and_skips_paused() {
+    let t = RtpTimeout::new(Duration::from_secs(30)).unwrap();
+    assert_eq!(RtpTimeout::new(Duration::ZERO), None, "0 = off");
+    let s = |ms: u64| Duration::from_millis(ms);
+
+    // Never arrives: idle since the answer (timeline zero).
+    let mut never = Run::new();
+    never.poll(29_990);
+    assert_eq!(t.expired(never.at(29_999), [never.p.idle_since()]), None);
+    assert_eq!(
+        t.expired(never.at(30_000), [never.p.idle_since()]),
+        Some(s(30_000))
+    );
+
+    // RTP for 5 s, then nothing: idle since the last packet.
+    let mut stops = Run::new();
+    for k in 0..250u32 {
+        let ms = 20 * k as u64;
+        stops.push(
+            ms,
+            &rtp(0, k as u16, 160 * k, 9, k == 0, &tone(160 * k, 0.2)),
+        );
+        stops.poll(ms);
+    }
+    assert_eq!(stops.p.last_rtp(), Some(stops.at(4_980)));
+    assert_eq!(t.expired(stops.at(34_979), [stops.p.idle_since()]), None);
+    assert_eq!(
+        t.expired(stops.at(34_980), [stops.p.idle_since()]),
+        Some(s(30_000))
+    );
+    // ...unless another stream of the call still has media (its own clock).
+    let mut live = Run::new();
+    live.push(34_000, &rtp(0, 1, 160, 7, true, &tone(0, 0.2)));
+    assert_eq!(
+        t.expired(live.at(40_000), [stops.p.idle_since(), live.p.idle_since()]),
+        None
+    );
+    assert_eq!(
+        t.expired(live.at(64_000), [stops.p.idle_since(), live.p.idle_since()]),
+        Some(s(30_000))
+    );
+
+    // Paused (re-INVITE a=inactive) at 1 s: no media expected, no timeout,
+    // however long; a call whose only streams are paused never times out.
+    let mut paused = Run::new();
+    paused.p.pause(paused.at(1_000));
+    assert_eq!(paused.p.idle_since(), None);
+    assert_eq!(
+        t.expired(paused.at(3_600_000), [paused.p.idle_since()]),
+        None
+    );
+    assert_eq!(t.expired(paused.at(3_600_000), []), None);
+    // Packets while paused do not count as media either.
+    paused.push(2_000, &rtp(0, 1, 160, 5, true, &tone(0, 0.2)));
+    assert_eq!(paused.p.last_rtp(), None);
+    // Resumed at 100 s: the timeout counts from the resume.
+    paused.p.resume(paused.at(100_000));
+    assert_eq!(t.expired(paused.at(129_999), [paused.p.idle_since()]), None);
+    assert_eq!(
+        t.expired(paused.at(130_000), [paused.p.idle_since()]),
+        Some(s(30_000))
+    );
+    // A stream answered later (re-INVITE adding it) counts from then.
+    let mut added = Run::new();
+    added.p.expect_media_from(added.at(50_000));
+    assert_eq!(added.p.idle_since(), Some(added.at(50_000)));
 }

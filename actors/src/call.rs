@@ -163,6 +163,9 @@ pub struct MediaReport {
     pub asr_finals: u64,
     /// At the end: finals still waiting for room in the recogniser.
     pub deferred_finals: Vec<Job>,
+    /// The RTP timeout fired: no stream expecting media has had RTP for
+    /// this long. The call ends as failed, "no media".
+    pub no_media: Option<Duration>,
 }
 
 /// A recogniser result for this call (from an ASR worker thread).
@@ -497,6 +500,28 @@ impl CallActor {
                 durable: false,
             });
         }
+    }
+
+    /// The RTP timeout fired: end the call as failed, "no media", and BYE
+    /// the SRC (the path of internal errors). The `no_media` events are
+    /// already in the record and on `/ws/events`.
+    fn no_media(&mut self, ctx: &mut Context<Self>, silent: Duration) {
+        if self.finishing {
+            return;
+        }
+        let timeout = self
+            .media_cfg
+            .rtp_timeout
+            .map_or(0.0, |t| t.after().as_secs_f64());
+        tracing::warn!(
+            call_id = %self.record.call_id,
+            silent_s = silent.as_secs_f64(),
+            timeout_s = timeout,
+            rtp_packets = self.record.counters.rtp_packets,
+            "no RTP on any stream for {:.1} s (RTP timeout {timeout} s): ending the call as failed: no media",
+            silent.as_secs_f64()
+        );
+        self.finish(ctx, CallStatus::Failed, "no media", false, true);
     }
 
     /// Stop the media, close the record, persist it durably, tell the
@@ -883,7 +908,13 @@ impl Handler<AnalysisProgress> for CallActor {
 impl Handler<MediaReport> for CallActor {
     type Result = ();
     fn handle(&mut self, r: MediaReport, ctx: &mut Context<Self>) {
-        self.guarded(ctx, |act, _| act.absorb(r));
+        self.guarded(ctx, |act, ctx| {
+            let no_media = r.no_media;
+            act.absorb(r);
+            if let Some(silent) = no_media {
+                act.no_media(ctx, silent);
+            }
+        });
     }
 }
 

@@ -47,6 +47,11 @@ pub struct Cli {
     /// Drop RTP from other addresses than the latched source.
     #[arg(long, env = "EARSHOT_STRICT_RTP_SOURCE")]
     pub strict_rtp_source: Option<bool>,
+    /// End a call as failed ("no media") when no stream has had RTP for
+    /// this many seconds (after answer, or mid-call; paused streams are not
+    /// waited for). 0 = off.
+    #[arg(long, env = "EARSHOT_RTP_TIMEOUT_SECS")]
+    pub rtp_timeout_secs: Option<u64>,
     /// Media threads (default: one per CPU core).
     #[arg(long, env = "EARSHOT_MEDIA_THREADS")]
     pub media_threads: Option<usize>,
@@ -172,6 +177,7 @@ pub struct FileConfig {
     pub jitter_ms: Option<u64>,
     pub vad_mode: Option<u8>,
     pub strict_rtp_source: Option<bool>,
+    pub rtp_timeout_secs: Option<u64>,
     pub media_threads: Option<usize>,
     pub asr: Option<bool>,
     pub asr_model: Option<PathBuf>,
@@ -220,6 +226,9 @@ pub struct Settings {
     pub jitter_ms: u64,
     pub vad_mode: u8,
     pub strict_rtp_source: bool,
+    /// Seconds without RTP on any stream before a call fails as "no
+    /// media"; 0 = off.
+    pub rtp_timeout_secs: u64,
     pub media_threads: usize,
     /// `None`: ASR off.
     pub asr: Option<crate::asr::AsrSettings>,
@@ -283,6 +292,10 @@ impl Settings {
         let jitter_ms = cli.jitter_ms.or(file.jitter_ms).unwrap_or(60);
         if !(10..=1000).contains(&jitter_ms) {
             anyhow::bail!("jitter_ms must be between 10 and 1000, got {jitter_ms}");
+        }
+        let rtp_timeout_secs = cli.rtp_timeout_secs.or(file.rtp_timeout_secs).unwrap_or(30);
+        if rtp_timeout_secs > 86_400 {
+            anyhow::bail!("rtp_timeout_secs must be 0 (off) to 86400, got {rtp_timeout_secs}");
         }
         let vad_mode = cli.vad_mode.or(file.vad_mode).unwrap_or(2);
         if vad_mode > 3 {
@@ -467,6 +480,7 @@ impl Settings {
             fault_injection: cli.fault_injection || file.fault_injection.unwrap_or(false),
             jitter_ms,
             vad_mode,
+            rtp_timeout_secs,
             strict_rtp_source: cli
                 .strict_rtp_source
                 .or(file.strict_rtp_source)
@@ -509,6 +523,20 @@ mod tests {
         assert_eq!(s.rtp_ports, (30000, 30100));
         assert_eq!(s.media_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(s.http_listen, "0.0.0.0:8123".parse().unwrap());
+        assert_eq!(s.rtp_timeout_secs, 30, "default RTP timeout");
+    }
+
+    #[test]
+    fn rtp_timeout_from_file_flag_and_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "rtp_timeout_secs = 12\n").unwrap();
+        let conf = f.to_str().unwrap();
+        let s = Settings::load(cli(&["--config", conf])).unwrap();
+        assert_eq!(s.rtp_timeout_secs, 12);
+        let s = Settings::load(cli(&["--config", conf, "--rtp-timeout-secs", "0"])).unwrap();
+        assert_eq!(s.rtp_timeout_secs, 0, "0 = off");
+        assert!(Settings::load(cli(&["--rtp-timeout-secs", "999999"])).is_err());
     }
 
     #[test]

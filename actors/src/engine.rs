@@ -152,6 +152,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 jitter_depth: Duration::from_millis(settings.jitter_ms),
                 vad_mode: settings.vad_mode,
                 strict_source: settings.strict_rtp_source,
+                rtp_timeout: earshot::media::RtpTimeout::new(Duration::from_secs(
+                    settings.rtp_timeout_secs,
+                )),
                 recordings_dir,
                 asr,
                 tracker: settings.tracker,

@@ -26,7 +26,7 @@ use crate::udp::Receiver;
 use actix::prelude::*;
 use earshot::asr::tracker::{JobKind, TrackerConfig, UtteranceTracker};
 use earshot::codec::SPEECH_RATE;
-use earshot::media::{MediaEvent, StreamConfig, StreamPipeline};
+use earshot::media::{MediaEvent, RtpTimeout, StreamConfig, StreamPipeline};
 use earshot::sdp::{Codec, StreamAnswer};
 use earshot::vad::VadConfig;
 use std::collections::{HashMap, VecDeque};
@@ -56,6 +56,8 @@ pub struct MediaConfig {
     pub jitter_depth: Duration,
     pub vad_mode: u8,
     pub strict_source: bool,
+    /// End the call when no stream has had RTP this long (`None`: off).
+    pub rtp_timeout: Option<RtpTimeout>,
     /// Root of the recordings (`<data_dir>/recordings`).
     pub recordings_dir: PathBuf,
     /// The recogniser, when ASR is on.
@@ -154,6 +156,9 @@ pub struct MediaActor {
     deferred: VecDeque<Job>,
     /// Finals made so far (the call waits for this many results).
     finals_made: u64,
+    /// The RTP timeout fired (once per call): how long the call had been
+    /// without media; sent with the next report.
+    no_media: Option<Duration>,
 }
 
 /// A directory name for a call: its Call-ID made path-safe, plus a hash so
@@ -238,6 +243,7 @@ impl MediaActor {
             finished: false,
             deferred: VecDeque::new(),
             finals_made: 0,
+            no_media: None,
         }
     }
 
@@ -267,13 +273,15 @@ impl MediaActor {
         let Some(scfg) = self.stream_config(a) else {
             return;
         };
-        let pipeline = match StreamPipeline::new(scfg, self.start) {
+        let mut pipeline = match StreamPipeline::new(scfg, self.start) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(%e, port = a.port, "cannot decode stream; not recording it");
                 return;
             }
         };
+        // A stream added by a renegotiation expects media from now on.
+        pipeline.expect_media_from(Instant::now());
         let label = a
             .label
             .as_ref()
@@ -461,6 +469,7 @@ impl MediaActor {
             }
         }
         self.play(now, false);
+        self.check_rtp_timeout(now);
         // A late tick (overload) produces a long chunk; don't keep its
         // capacity around for the rest of the call.
         for s in self.streams.iter_mut() {
@@ -475,6 +484,35 @@ impl MediaActor {
                 v.shrink_to(MAX_KEPT_SAMPLES);
             }
         }
+    }
+
+    /// No RTP on any stream expecting media for the RTP timeout: say so on
+    /// each of them (a `no_media` event) and tell the call with the next
+    /// report (it ends the call). Once per call.
+    fn check_rtp_timeout(&mut self, now: Instant) {
+        let Some(t) = self.cfg.rtp_timeout else {
+            return;
+        };
+        if self.no_media.is_some() {
+            return;
+        }
+        let Some(silent) = t.expired(now, self.streams.iter().map(|s| s.pipeline.idle_since()))
+        else {
+            return;
+        };
+        let silent_ms = silent.as_millis() as u64;
+        for s in &self.streams {
+            if s.pipeline.idle_since().is_some() {
+                self.events.push((
+                    s.index,
+                    MediaEvent::NoMedia {
+                        at_ms: s.pipeline.now_ms(),
+                        silent_ms,
+                    },
+                ));
+            }
+        }
+        self.no_media = Some(silent);
     }
 
     fn max_skew(&self) -> usize {
@@ -537,6 +575,7 @@ impl MediaActor {
             stereo: self.stereo_path.as_ref().map(|p| p.display().to_string()),
             asr_finals: self.finals_made,
             deferred_finals: vec![],
+            no_media: self.no_media,
         }
     }
 

@@ -19,39 +19,6 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// What a participant said, in order (the truth).
-fn truth_text(truth: &Value, who: &str) -> String {
-    truth["turns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| s(&t["participant"]) == who)
-        .map(|t| s(&t["text"]).to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Waits until every final of the call is in the stored transcript: the
-/// count stops changing and the session says transcription is complete.
-fn final_transcript(engine: &Engine, id: &str) -> Value {
-    let mut last = (u64::MAX, 0u32);
-    poll("the transcript to settle", Duration::from_secs(180), || {
-        let r = engine.get(&format!(
-            "/api/v1/calls/{}/transcript?include_segments=true",
-            encode(id)
-        ));
-        assert_eq!(r.status, 200, "GET transcript: {}", r.text);
-        let n = r.body["segment_count"].as_u64().unwrap_or(0);
-        let pending = r.body["pending_finals"].as_u64().unwrap_or(1);
-        if n == last.0 && pending == 0 {
-            last.1 += 1;
-        } else {
-            last = (n, 0);
-        }
-        (last.1 >= 3).then_some(r.body)
-    })
-}
-
 /// The WebSocket saw call_started, partials before each final, every final
 /// (the same as REST), and call_ended, in that order.
 fn check_pushes(frames: &[(std::time::Instant, Value)], run: &Run, t: &Value) {
@@ -189,13 +156,7 @@ fn live_call_is_transcribed_per_participant() {
             .iter()
             .filter(|g| s(&g["stream_label"]) == label)
             .collect();
-        let mut ordered = mine.clone();
-        ordered.sort_by(|x, y| f(&x["start_time"]).total_cmp(&f(&y["start_time"])));
-        let hyp = ordered
-            .iter()
-            .map(|g| s(&g["text"]).to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyp = hypothesis(&t, &label);
         let reference = truth_text(&run.truth, who);
         let (errors, n) = wer::errors(&reference, &hyp);
         let w = errors as f64 / n as f64;

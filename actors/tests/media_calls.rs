@@ -278,6 +278,7 @@ fn talk_over_impaired_network() {
         duplicate: 0.01,
         jitter_ms: 40,
         seed,
+        ..Impairment::default()
     };
     let run = record("talk", [imp(5_001), imp(5_002)]);
     let label = "talk/impaired";
@@ -405,6 +406,58 @@ fn hold_music_is_not_talk_time() {
         pretty(&run.talk)
     );
     check_alive(&run);
+}
+
+/// RTP timeout: sipp sets up a call and sends no RTP at all; with
+/// `--rtp-timeout-secs 2` the engine ends it as failed, "no media", says so
+/// (log, `no_media` events on both streams), and BYEs the SRC (the scenario
+/// waits for that BYE and answers it).
+#[test]
+fn no_rtp_ends_the_call_as_failed_no_media() {
+    let engine = Engine::start_with(EngineOpts {
+        extra_args: vec!["--rtp-timeout-secs".into(), "2".into()],
+        ..EngineOpts::default()
+    });
+    let t0 = std::time::Instant::now();
+    let sipp = Sipp::start(&engine, "no_media_call.xml", Transport::Udp);
+    let id = sipp.call_id.clone();
+    let out = sipp.expect_success(&engine);
+    let took = t0.elapsed();
+    assert!(
+        out.messages.contains("BYE sip:"),
+        "sipp got no BYE: {}",
+        out.describe()
+    );
+    let call = engine.wait_call(&id, "the session stored as failed", |c| {
+        s(&c["status"]) == "failed"
+    });
+    assert_eq!(s(&call["end_reason"]), "no media", "{}", pretty(&call));
+    let ms = rfc3339_ms(&call["end_time"]) - rfc3339_ms(&call["start_time"]);
+    eprintln!("[no-media] ended after {ms:.0} ms (sipp ran {took:?})");
+    assert!(
+        (2000.0..6000.0).contains(&ms),
+        "ended {ms:.0} ms after the start, timeout 2 s"
+    );
+    let events = engine.get(&format!("/api/v1/calls/{}/events", encode(&id)));
+    let no_media: Vec<&Value> = events.body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| s(&e["type"]) == "no_media")
+        .collect();
+    assert_eq!(
+        no_media.len(),
+        2,
+        "one per stream: {}",
+        pretty(&events.body)
+    );
+    assert!(no_media.iter().all(|e| f(&e["silent_ms"]) >= 2000.0));
+    assert!(
+        engine.log().contains("failed: no media"),
+        "no warn line in the log:\n{}",
+        engine.log_tail()
+    );
+    assert_eq!(engine.get("/health/ready").status, 200);
 }
 
 #[test]

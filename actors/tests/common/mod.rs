@@ -450,6 +450,14 @@ impl Engine {
         }
     }
 
+    /// The process's exit status if it has exited (crashed) on its own;
+    /// `None` while it runs (or after `kill`/`terminate`).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// SIGTERM, then wait (up to 30 s) for a graceful exit; SIGKILL after.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

@@ -16,6 +16,14 @@
 //!   (which reorders neighbours naturally), swapped with its successor with
 //!   `p = reorder`, and (when not dropped) sent a second time with
 //!   `p = duplicate`. Everything is decided by a `StdRng` seeded with `seed`.
+//! * Chaos levels on top (`scripts/chaos-call`), decided by a second RNG
+//!   (seeded from `seed` too) so that the draws above stay the same:
+//!   bursty loss ([`GilbertElliott`], a two-state Markov chain per packet),
+//!   an SSRC change mid-call (new SSRC, sequence and timestamp base, as an
+//!   SBC failover does), a stall (nothing sent for a while, then the rest
+//!   of the audio; sequence numbers contiguous, timestamps advanced by the
+//!   stall as a sender's sampling clock would), and a sender that never
+//!   sends anything.
 //!
 //! [`RtpSender::start`] runs the schedule in its own thread, starting at a
 //! given [`Instant`] so that several senders can begin together;
@@ -46,6 +54,47 @@ pub struct Impairment {
     pub duplicate: f64,
     pub jitter_ms: u64,
     pub seed: u64,
+    /// Bursty loss (on top of `loss`).
+    pub burst: Option<GilbertElliott>,
+    /// From this point of the audio on (ms, rounded down to the packet
+    /// grid), another SSRC with a new random sequence and timestamp base.
+    pub ssrc_change_at_ms: Option<u64>,
+    /// `(at_ms, for_ms)`: at this point of the audio the sender stops for
+    /// `for_ms`, then goes on with the rest of it (the audio arrives late;
+    /// nothing is lost).
+    pub stall: Option<(u64, u64)>,
+    /// Sends nothing at all (RTP never arrives).
+    pub silent: bool,
+}
+
+/// Gilbert-Elliott bursty loss: a Good and a Bad state, a transition
+/// drawn before each packet, then a loss drawn with the state's rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GilbertElliott {
+    /// Per packet, Good -> Bad.
+    pub p_good_bad: f64,
+    /// Per packet, Bad -> Good (mean stay in Bad: `1 / p_bad_good` packets).
+    pub p_bad_good: f64,
+    pub loss_good: f64,
+    pub loss_bad: f64,
+}
+
+impl GilbertElliott {
+    /// Long-run share of time in the Bad state.
+    pub fn bad_share(&self) -> f64 {
+        self.p_good_bad / (self.p_good_bad + self.p_bad_good)
+    }
+
+    /// Long-run loss rate.
+    pub fn mean_loss(&self) -> f64 {
+        let b = self.bad_share();
+        (1.0 - b) * self.loss_good + b * self.loss_bad
+    }
+
+    /// Mean stay in the Bad state, packets.
+    pub fn mean_bad_run(&self) -> f64 {
+        1.0 / self.p_bad_good
+    }
 }
 
 impl Impairment {
@@ -100,6 +149,12 @@ pub struct SendReport {
     pub started_at: Option<SystemTime>,
     /// How late the last datagram left compared with its schedule.
     pub max_lateness: Duration,
+    /// Of `dropped`, packets the bursty loss took.
+    pub burst_dropped: u64,
+    /// The SSRC after the change (`ssrc_change_at_ms`).
+    pub new_ssrc: Option<u32>,
+    /// Packets held back by the stall (sent late, not lost).
+    pub stalled: u64,
 }
 
 /// A sender thread.
@@ -163,6 +218,22 @@ fn rtp_packet(marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]
     p.extend_from_slice(&ssrc.to_be_bytes());
     p.extend_from_slice(payload);
     p
+}
+
+fn set_seq(p: &mut [u8], seq: u16) {
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+}
+
+fn ts_of(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[4], p[5], p[6], p[7]])
+}
+
+fn set_ts(p: &mut [u8], ts: u32) {
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+}
+
+fn set_ssrc(p: &mut [u8], ssrc: u32) {
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
 }
 
 /// One packet of the nominal stream: slot (20 ms index) and bytes.
@@ -287,7 +358,7 @@ fn run(
     let ssrc: u32 = rng.gen();
     let seq0: u16 = rng.gen();
     let ts0: u32 = rng.gen();
-    let (packets, audio, events) = build_stream(samples, dtmf, ssrc, seq0, ts0);
+    let (mut packets, audio, events) = build_stream(samples, dtmf, ssrc, seq0, ts0);
     let mut rep = SendReport {
         packets: packets.len() as u64,
         audio_packets: audio,
@@ -297,12 +368,49 @@ fn run(
         first_ts: ts0,
         ..SendReport::default()
     };
+    // The chaos levels draw from their own RNG: the draws of `rng` stay
+    // what they were without them.
+    let mut chaos = StdRng::seed_from_u64(imp.seed ^ 0x9E37_79B9_7F4A_7C15);
+    if let Some(at_ms) = imp.ssrc_change_at_ms {
+        let from = (at_ms / PTIME_MS) as usize;
+        let (ssrc2, seq2, ts2): (u32, u16, u32) = (chaos.gen(), chaos.gen(), chaos.gen());
+        let ssrc2 = if ssrc2 == ssrc { ssrc2 ^ 1 } else { ssrc2 };
+        if let Some(base) = packets.get(from).map(|p| ts_of(&p.bytes)) {
+            for (k, p) in packets[from..].iter_mut().enumerate() {
+                let seq = seq2.wrapping_add(k as u16);
+                let ts = ts2.wrapping_add(ts_of(&p.bytes).wrapping_sub(base));
+                p.seq = seq;
+                set_seq(&mut p.bytes, seq);
+                set_ts(&mut p.bytes, ts);
+                set_ssrc(&mut p.bytes, ssrc2);
+                if k == 0 {
+                    p.bytes[1] |= 0x80; // marker: a new talkspurt
+                }
+            }
+            rep.new_ssrc = Some(ssrc2);
+        }
+    }
+    // Stall: packets from `at` on leave `for` later, their timestamps
+    // moved on by as much.
+    let (stall_slot, stall_us) = match imp.stall {
+        Some((at_ms, for_ms)) => (at_ms / PTIME_MS, for_ms * 1000),
+        None => (u64::MAX, 0),
+    };
+    if imp.stall.is_some() {
+        let units = (stall_us / 1000 * SAMPLES_PER_PACKET as u64 / PTIME_MS) as u32;
+        for p in packets.iter_mut().filter(|p| p.slot >= stall_slot) {
+            let ts = ts_of(&p.bytes).wrapping_add(units);
+            set_ts(&mut p.bytes, ts);
+            rep.stalled += 1;
+        }
+    }
+    let mut bad = false;
 
     // Schedule: (send offset in µs, packet index), after loss/jitter/dups.
     let mut sched: Vec<(u64, usize)> = Vec::with_capacity(packets.len() + 16);
     let mut kept: Vec<bool> = vec![false; packets.len()];
     for (i, p) in packets.iter().enumerate() {
-        let nominal = p.slot * PTIME_MS * 1000;
+        let nominal = p.slot * PTIME_MS * 1000 + if p.slot >= stall_slot { stall_us } else { 0 };
         let jitter = if imp.jitter_ms > 0 {
             rng.gen_range(0..imp.jitter_ms * 1000)
         } else {
@@ -310,8 +418,22 @@ fn run(
         };
         let lost = imp.loss > 0.0 && rng.gen_bool(imp.loss.min(1.0));
         let dup = imp.duplicate > 0.0 && rng.gen_bool(imp.duplicate.min(1.0));
-        if lost {
+        let burst_lost = match imp.burst {
+            Some(ge) => {
+                let flip = if bad { ge.p_bad_good } else { ge.p_good_bad };
+                if chaos.gen_bool(flip.clamp(0.0, 1.0)) {
+                    bad = !bad;
+                }
+                let rate = if bad { ge.loss_bad } else { ge.loss_good };
+                chaos.gen_bool(rate.clamp(0.0, 1.0))
+            }
+            None => false,
+        };
+        if lost || burst_lost || imp.silent {
             rep.dropped += 1;
+            if burst_lost && !lost {
+                rep.burst_dropped += 1;
+            }
             continue;
         }
         kept[i] = true;

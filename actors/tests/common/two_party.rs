@@ -88,6 +88,55 @@ pub fn truth_dtmf(truth: &Value, who: &str) -> Vec<Dtmf> {
         .collect()
 }
 
+/// What a participant said, in order (the truth).
+pub fn truth_text(truth: &Value, who: &str) -> String {
+    truth["turns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| s(&t["participant"]) == who)
+        .map(|t| s(&t["text"]).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Waits until every final of the call is in the stored transcript: the
+/// count stops changing and the session says transcription is complete.
+/// Returns `GET .../transcript?include_segments=true`.
+pub fn final_transcript(engine: &Engine, id: &str) -> Value {
+    let mut last = (u64::MAX, 0u32);
+    poll("the transcript to settle", Duration::from_secs(180), || {
+        let r = engine.get(&format!(
+            "/api/v1/calls/{}/transcript?include_segments=true",
+            encode(id)
+        ));
+        assert_eq!(r.status, 200, "GET transcript: {}", r.text);
+        let n = r.body["segment_count"].as_u64().unwrap_or(0);
+        let pending = r.body["pending_finals"].as_u64().unwrap_or(1);
+        if n == last.0 && pending == 0 {
+            last.1 += 1;
+        } else {
+            last = (n, 0);
+        }
+        (last.1 >= 3).then_some(r.body)
+    })
+}
+
+/// One participant's finals (by stream label) in time order, joined.
+pub fn hypothesis(transcript: &Value, label: &str) -> String {
+    let mut mine: Vec<&Value> = transcript["segments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| s(&g["stream_label"]) == label)
+        .collect();
+    mine.sort_by(|x, y| f(&x["start_time"]).total_cmp(&f(&y["start_time"])));
+    mine.iter()
+        .map(|g| s(&g["text"]).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 // ---------------------------------------------------------------------------
 // One recorded call.
 
@@ -138,8 +187,14 @@ pub fn record_with(name: &str, imp: [Impairment; 2], opts: EngineOpts) -> Run {
 pub fn record_on(engine: Engine, name: &str, imp: [Impairment; 2]) -> Run {
     let truth = load_truth(name);
     let duration_ms = (f(&truth["duration_s"]) * 1000.0).round() as u64;
-    // The call outlives the audio by a few seconds (sender start-up included).
-    let pause = (duration_ms + 4000).to_string();
+    // The call outlives the audio (and any sender stall) by a few seconds
+    // (sender start-up included).
+    let stall_ms = imp
+        .iter()
+        .filter_map(|i| i.stall.map(|(_, len)| len))
+        .max()
+        .unwrap_or(0);
+    let pause = (duration_ms + stall_ms + 4000).to_string();
     let sipp = Sipp::start_args(&engine, "media_call.xml", Transport::Udp, &["-d", &pause]);
     let id = sipp.call_id.clone();
     let live = engine.wait_active(&id, "both streams answered with ports", |c| {
