@@ -12,8 +12,10 @@
 //! * [`uas`]: the SIPREC user-agent server: transactions, dialogs, timers.
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
+//! * [`api`]: REST query parameters and WebSocket client commands.
 
 pub mod analysis;
+pub mod api;
 pub mod asr;
 pub mod classify;
 pub mod codec;
