@@ -475,13 +475,16 @@ fn choose_codec(m: &MediaDescription, preference: &[Codec]) -> Option<(Codec, u8
         .find_map(|want| offered.iter().find(|(c, _)| c == want).copied())
 }
 
-/// Picks the telephone-event payload type matching `codec`'s clock (else any).
-fn choose_dtmf(m: &MediaDescription, codec: Codec) -> Option<(u8, u32)> {
+/// Picks the telephone-event payload type matching `codec`'s clock (else
+/// any), never `codec_pt` itself (an offer mapping one payload type to both
+/// would otherwise be answered `m=audio <port> RTP/AVP 0 0`).
+fn choose_dtmf(m: &MediaDescription, codec: Codec, codec_pt: u8) -> Option<(u8, u32)> {
     let maps = m.rtpmaps();
     let offered: Vec<(u8, u32)> = m
         .formats
         .iter()
         .filter_map(|f| f.trim().parse::<u8>().ok())
+        .filter(|pt| *pt != codec_pt)
         .filter_map(|pt| {
             maps.iter()
                 .find(|r| {
@@ -572,7 +575,7 @@ pub fn answer(
             _ if m.port == 0 => Direction::Inactive,
             _ => Direction::RecvOnly,
         };
-        let dtmf = choose_dtmf(m, codec);
+        let dtmf = choose_dtmf(m, codec, pt);
         let _ = write!(sdp, "m=audio {} {} {}", port, m.proto, pt);
         if let Some((dpt, _)) = dtmf {
             let _ = write!(sdp, " {dpt}");

@@ -220,6 +220,22 @@ fn answer_shape() {
     assert_eq!(res[1].index, 1);
 }
 
+/// Found by the `sdp` fuzz target's answer check: a payload type mapped to
+/// both an audio codec and telephone-event was answered twice
+/// (`m=audio 20000 RTP/AVP 0 0`).
+#[test]
+fn answer_never_repeats_a_payload_type_for_dtmf() {
+    let offer = sdp::parse(
+        "v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:0 telephone-event/8000\r\n",
+    )
+    .unwrap();
+    let (text, res) = sdp::answer(&offer, &[20000], &cfg()).unwrap();
+    assert_eq!(res[0].codec, Some(Codec::Pcmu));
+    assert_eq!(res[0].dtmf_payload_type, None);
+    let ans = sdp::parse(&text).unwrap();
+    assert_eq!(ans.media[0].formats, vec!["0"], "{text}");
+}
+
 #[test]
 fn answer_ipv6_session_lines() {
     let offer = sdp::parse(TWO_STREAMS).unwrap();
