@@ -13,8 +13,10 @@
 //! * [`session`]: the recording-session record served over REST and stored.
 //! * [`ids`]: identifier newtypes.
 //! * [`wav`]: WAV header repair after a crash.
+//! * [`api`]: REST query parameters and WebSocket client commands.
 
 pub mod analysis;
+pub mod api;
 pub mod asr;
 pub mod classify;
 pub mod codec;

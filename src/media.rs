@@ -527,7 +527,9 @@ impl StreamPipeline {
             return; // entirely covered by silence already placed
         }
         self.native.clear();
-        let n = codec::rtp_units_to_samples(self.cfg.codec, units);
+        // At most MAX_CONCEAL_MS: the rest of a longer gap is the silence
+        // `place` puts before the next packet (or a re-anchor).
+        let n = codec::conceal_samples(self.cfg.codec, units);
         self.decoder.conceal(n, &mut self.native);
         self.place(pos, audio);
     }

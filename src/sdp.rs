@@ -311,7 +311,8 @@ fn parse_connection(value: &str) -> Option<Connection> {
 /// Tolerant parser: accepts `\n` or `\r\n`, ignores unknown line types,
 /// requires at least `v=` and one `m=`. Bounded (≤ 64 KiB, ≤ 1000 lines).
 ///
-/// Leading/trailing whitespace on a line and around the `=` is tolerated,
+/// Leading/trailing whitespace (and NUL) on a line and around the `=` is
+/// tolerated, NUL separates `m=` fields like white space,
 /// as are lines that are not `<letter>=` at all (skipped). An `m=` line
 /// without a numeric port or a proto is `Malformed`; a `c=` whose address is
 /// not an IP literal is ignored.
@@ -364,7 +365,12 @@ pub fn parse(text: &str) -> Result<SessionDescription, SdpError> {
                 }
             }
             'm' => {
-                let mut it = value.split_whitespace();
+                // NUL separates like white space here, as at the line's
+                // edges: a NUL-only token echoed into the answer's rejected
+                // m-line would be trimmed away when that is parsed.
+                let mut it = value
+                    .split(|c: char| c.is_whitespace() || c == '\0')
+                    .filter(|t| !t.is_empty());
                 let media = it
                     .next()
                     .ok_or_else(|| malformed(lineno, "m= has no media type"))?;
@@ -475,13 +481,16 @@ fn choose_codec(m: &MediaDescription, preference: &[Codec]) -> Option<(Codec, u8
         .find_map(|want| offered.iter().find(|(c, _)| c == want).copied())
 }
 
-/// Picks the telephone-event payload type matching `codec`'s clock (else any).
-fn choose_dtmf(m: &MediaDescription, codec: Codec) -> Option<(u8, u32)> {
+/// Picks the telephone-event payload type matching `codec`'s clock (else
+/// any), never `codec_pt` itself (an offer mapping one payload type to both
+/// would otherwise be answered `m=audio <port> RTP/AVP 0 0`).
+fn choose_dtmf(m: &MediaDescription, codec: Codec, codec_pt: u8) -> Option<(u8, u32)> {
     let maps = m.rtpmaps();
     let offered: Vec<(u8, u32)> = m
         .formats
         .iter()
         .filter_map(|f| f.trim().parse::<u8>().ok())
+        .filter(|pt| *pt != codec_pt)
         .filter_map(|pt| {
             maps.iter()
                 .find(|r| {
@@ -572,7 +581,7 @@ pub fn answer(
             _ if m.port == 0 => Direction::Inactive,
             _ => Direction::RecvOnly,
         };
-        let dtmf = choose_dtmf(m, codec);
+        let dtmf = choose_dtmf(m, codec, pt);
         let _ = write!(sdp, "m=audio {} {} {}", port, m.proto, pt);
         if let Some((dpt, _)) = dtmf {
             let _ = write!(sdp, " {dpt}");

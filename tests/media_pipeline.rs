@@ -350,3 +350,45 @@ fn rtp_timeout_counts_from_answer_last_packet_or_resume_and_skips_paused() {
     added.p.expect_media_from(added.at(50_000));
     assert_eq!(added.p.idle_since(), Some(added.at(50_000)));
 }
+
+/// Fuzz finding (`fuzz/` target `rtp`): a packet 33 sequence numbers on
+/// whose timestamp jumps by 1.86e9 units made the jitter buffer report a
+/// `Lost` of ~1.8e9 units, and the pipeline asked the G.722 decoder to
+/// conceal 3.6e9 samples (a 14 GB allocation). Concealment is capped at
+/// `codec::MAX_CONCEAL_MS`; the timeline stays at wall time.
+#[test]
+fn timestamp_jump_inside_a_gap_conceals_a_bounded_stretch() {
+    let t0 = Instant::now();
+    let cfg = StreamConfig {
+        codec: Codec::G722,
+        payload_type: 9,
+        ..cfg()
+    };
+    let mut p = StreamPipeline::new(cfg, t0).unwrap();
+    let src: SocketAddr = SRC.parse().unwrap();
+    let (mut audio, mut events) = (vec![], vec![]);
+    let at = |ms| t0 + Duration::from_millis(ms);
+    p.push(
+        at(19),
+        src,
+        &rtp(9, 200, 0, 0x5ec0_0001, true, &[0x55; 160]),
+    );
+    p.push(
+        at(38),
+        src,
+        &rtp(9, 201, 160, 0x5ec0_0001, false, &[0x55; 160]),
+    );
+    p.push(
+        at(57),
+        src,
+        &rtp(9, 234, 1_862_271_296, 0x5ec0_0001, false, &[0x55; 160]),
+    );
+    p.poll(at(1000), &mut audio, &mut events);
+    p.finish(at(1000), &mut audio, &mut events);
+    assert_eq!(p.stats().lost, 32);
+    let ms = audio.len() as u64 / 16;
+    assert!(
+        (1000..3000).contains(&ms),
+        "timeline {ms} ms after 1 s of wall time"
+    );
+}

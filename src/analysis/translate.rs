@@ -177,6 +177,7 @@ impl Translator for OnnxTranslator {
 }
 
 /// `config.json` of a Marian export (the ids decoding needs).
+#[cfg(feature = "onnx")]
 #[derive(Debug, Deserialize)]
 struct SeqConfig {
     decoder_start_token_id: Option<i64>,

@@ -97,6 +97,21 @@ pub fn rtp_units_to_samples(codec: Codec, units: u32) -> usize {
     (u64::from(units) * num / den) as usize
 }
 
+/// Longest stretch a decoder is asked to conceal for one lost gap, in ms.
+/// Concealment fades to silence within 60 ms (Opus's PLC decays too), and
+/// whatever of a longer gap is not concealed becomes silence when the next
+/// packet is placed on the timeline; without the cap one RTP packet with a
+/// timestamp jump inside the sequence window (a `Lost` of up to 2^32 RTP
+/// units) made the pipeline allocate and analyse hours of audio.
+pub const MAX_CONCEAL_MS: u32 = 1000;
+
+/// Decoder samples to conceal for a lost stretch of `units` RTP clock
+/// units: [`rtp_units_to_samples`], at most [`MAX_CONCEAL_MS`].
+pub fn conceal_samples(codec: Codec, units: u32) -> usize {
+    let cap = (u64::from(decoder_rate(codec)) * u64::from(MAX_CONCEAL_MS) / 1000) as usize;
+    rtp_units_to_samples(codec, units).min(cap)
+}
+
 /// Comfort noise (RFC 3389, PT 13 / 19): appends the samples (at the
 /// decoder rate of `codec`) of a CN packet spanning `units` RTP clock units.
 /// They are silence: the speech path treats CN periods as non-speech, and
@@ -126,6 +141,17 @@ mod tests {
             rtp_units_to_samples(Codec::G722, u32::MAX),
             2 * u32::MAX as usize
         );
+    }
+
+    #[test]
+    fn concealment_is_capped() {
+        assert_eq!(conceal_samples(Codec::Pcmu, 160), 160);
+        assert_eq!(conceal_samples(Codec::G722, 160), 320);
+        // Fuzz finding (rtp): a gap with a 1.8e9-unit timestamp jump asked
+        // G.722 for 3.6e9 samples (a 14 GB allocation).
+        assert_eq!(conceal_samples(Codec::G722, 1_862_271_136), 16_000);
+        assert_eq!(conceal_samples(Codec::Opus, u32::MAX), 48_000);
+        assert_eq!(conceal_samples(Codec::Pcma, u32::MAX), 8_000);
     }
 
     #[test]
