@@ -20,68 +20,95 @@ use earshot::analysis::call::{AnalysisEvent, CallAnalysis, Progressive, Translat
 use earshot::asr::Segment;
 use std::time::{Duration, Instant};
 
-thread_local! {
-    /// This analysis thread's models, loaded on first use: one per thread,
-    /// shared by the calls on it (a model is tens of MB; neither the
-    /// encoder nor an ONNX session is `Sync`).
-    static ENCODER: std::cell::RefCell<Option<Box<dyn earshot::analysis::SentenceEncoder>>> =
-        const { std::cell::RefCell::new(None) };
-    static NER: std::cell::RefCell<Option<earshot::analysis::onnx::OnnxNer>> =
-        const { std::cell::RefCell::new(None) };
-    static TRANSLATOR: std::cell::RefCell<Option<earshot::analysis::translate::OnnxTranslator>> =
-        const { std::cell::RefCell::new(None) };
+/// One model of an analysis thread: loaded on first use; a load that
+/// failed is said once in the log and not tried again on this thread.
+enum Slot<T> {
+    Untried,
+    Ready(T),
+    Failed,
 }
 
-/// Run `f` with this thread's models (each None when off or when it cannot
-/// load; said once in the log).
+impl<T> Slot<T> {
+    /// The model, when configured (`spec`) and loadable.
+    fn get<S>(
+        &mut self,
+        spec: Option<S>,
+        load: impl FnOnce(S) -> Result<T, earshot::analysis::AnalysisError>,
+        without: &str,
+    ) -> Option<&mut T> {
+        let spec = spec?;
+        if let Slot::Untried = self {
+            *self = match load(spec) {
+                Ok(m) => Slot::Ready(m),
+                Err(e) => {
+                    tracing::error!(error = %e, "{without}");
+                    Slot::Failed
+                }
+            };
+        }
+        match self {
+            Slot::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// This analysis thread's models: one per thread, shared by the calls on
+/// it (a model is tens of MB; neither the encoder nor an ONNX session is
+/// `Sync`).
+struct ThreadModels {
+    encoder: Slot<Box<dyn earshot::analysis::SentenceEncoder>>,
+    ner: Slot<earshot::analysis::onnx::OnnxNer>,
+    translator: Slot<earshot::analysis::translate::OnnxTranslator>,
+}
+
+thread_local! {
+    static MODELS: std::cell::RefCell<ThreadModels> = const {
+        std::cell::RefCell::new(ThreadModels {
+            encoder: Slot::Untried,
+            ner: Slot::Untried,
+            translator: Slot::Untried,
+        })
+    };
+}
+
+/// Run `f` with this thread's models (each None when off or when it could
+/// not load).
 pub fn with_models<R>(
     res: &earshot::analysis::call::Resources,
     f: impl FnOnce(earshot::analysis::call::Models<'_>) -> R,
 ) -> R {
-    ENCODER.with(|enc| {
-        NER.with(|ner| {
-          TRANSLATOR.with(|tr| {
-            let mut enc = enc.borrow_mut();
-            let mut ner = ner.borrow_mut();
-            let mut tr = tr.borrow_mut();
-            if let (Some(spec), None) = (res.encoder.as_ref(), enc.as_ref()) {
-                match spec.load() {
-                    Ok(m) => *enc = Some(m),
-                    Err(e) => tracing::error!(error = %e, "sentence encoder not loaded; semantic scoring off on this thread"),
-                }
-            }
-            if let (Some((dir, opts)), None) = (res.ner.as_ref(), ner.as_ref()) {
-                match earshot::analysis::onnx::OnnxNer::load_with(dir, opts) {
-                    Ok(m) => *ner = Some(m),
-                    Err(e) => tracing::error!(error = %e, "NER model not loaded; rules only on this thread"),
-                }
-            }
-            if let (Some((dir, opts, _)), None) = (res.translator.as_ref(), tr.as_ref()) {
-                match earshot::analysis::translate::OnnxTranslator::load_with(dir, opts) {
-                    Ok(m) => *tr = Some(m),
-                    Err(e) => tracing::error!(error = %e, "translation model not loaded; no model translation on this thread"),
-                }
-            }
-            let models = earshot::analysis::call::Models {
-                encoder: res
-                    .encoder
-                    .as_ref()
-                    .and(enc.as_mut())
-                    .map(|m| m.as_mut() as &mut (dyn earshot::analysis::SentenceEncoder + 'static)),
-                ner: res
-                    .ner
-                    .as_ref()
-                    .and(ner.as_mut())
-                    .map(|m| m as &mut (dyn earshot::analysis::entities::EntityExtractor + 'static)),
-                translator: res
-                    .translator
-                    .as_ref()
-                    .and(tr.as_mut())
-                    .map(|m| m as &mut (dyn earshot::analysis::translate::Translator + 'static)),
-            };
-            f(models)
-          })
-        })
+    MODELS.with(|m| {
+        let m = &mut *m.borrow_mut();
+        let models = earshot::analysis::call::Models {
+            encoder: m
+                .encoder
+                .get(
+                    res.encoder.as_ref(),
+                    |spec| spec.load(),
+                    "sentence encoder not loaded; semantic scoring off on this thread",
+                )
+                .map(|m| m.as_mut() as &mut (dyn earshot::analysis::SentenceEncoder + 'static)),
+            ner: m
+                .ner
+                .get(
+                    res.ner.as_ref(),
+                    |(dir, opts)| earshot::analysis::onnx::OnnxNer::load_with(dir, opts),
+                    "NER model not loaded; rules only on this thread",
+                )
+                .map(|m| m as &mut (dyn earshot::analysis::entities::EntityExtractor + 'static)),
+            translator: m
+                .translator
+                .get(
+                    res.translator.as_ref(),
+                    |(dir, opts, _)| {
+                        earshot::analysis::translate::OnnxTranslator::load_with(dir, opts)
+                    },
+                    "translation model not loaded; no model translation on this thread",
+                )
+                .map(|m| m as &mut (dyn earshot::analysis::translate::Translator + 'static)),
+        };
+        f(models)
     })
 }
 
@@ -260,5 +287,34 @@ impl Handler<TakeSnapshot> for AnalysisActor {
             self.publish(&e, "");
         }
         MessageResult(self.analysis.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slot;
+    use earshot::analysis::AnalysisError;
+
+    #[test]
+    fn a_model_slot_loads_once_and_never_retries_a_failure() {
+        let mut tries = 0;
+        let mut broken: Slot<u32> = Slot::Untried;
+        for _ in 0..3 {
+            let got = broken.get(
+                Some(()),
+                |_| {
+                    tries += 1;
+                    Err(AnalysisError::model("m", "broken"))
+                },
+                "m not loaded",
+            );
+            assert!(got.is_none());
+        }
+        assert_eq!(tries, 1, "one load attempt per thread");
+
+        let mut ok: Slot<u32> = Slot::Untried;
+        assert_eq!(ok.get(None::<()>, |_| Ok(1), "x"), None, "not configured");
+        assert_eq!(ok.get(Some(()), |_| Ok(7), "x").copied(), Some(7));
+        assert_eq!(ok.get(Some(()), |_| Ok(8), "x").copied(), Some(7), "kept");
     }
 }
