@@ -43,6 +43,16 @@ const JOURNAL_TICKS: u32 = 5;
 /// (outstanding finals) before the record is closed without them.
 const FINALS_GRACE: Duration = Duration::from_secs(300);
 
+/// What a live call changed since its record was last journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unsaved {
+    Nothing,
+    /// Only RTP counters: journaled every [`JOURNAL_TICKS`].
+    Counters,
+    /// Events, segments, analysis or state: journaled at the next tick.
+    Results,
+}
+
 /// RTP socket (and RTCP socket on port+1, when it could be bound) of a port.
 pub type BoundPort = (u16, std::net::UdpSocket, Option<std::net::UdpSocket>);
 
@@ -70,10 +80,8 @@ pub struct CallActor {
     arbiter: ArbiterHandle,
     start: Instant,
     bind_ip: std::net::IpAddr,
-    /// Changed since the last journal write.
-    dirty: bool,
-    /// Results (not only counters) changed since the last journal write.
-    fresh: bool,
+    /// What changed since the last journal write.
+    unsaved: Unsaved,
     ticks: u32,
     finishing: bool,
     /// Test hook: panic on the first tick (from `X-Earshot-Fault: panic`
@@ -218,8 +226,7 @@ impl CallActor {
             arbiter: init.arbiter,
             start: Instant::now(),
             bind_ip: init.bind_ip,
-            dirty: true,
-            fresh: true,
+            unsaved: Unsaved::Results,
             ticks: 0,
             finishing: false,
             fault: init.fault,
@@ -401,8 +408,7 @@ impl CallActor {
             }
         }
         self.record.last_activity = chrono::Utc::now();
-        self.dirty = true;
-        self.fresh = true;
+        self.unsaved = Unsaved::Results;
     }
 
     fn label_of(&self, index: usize) -> Label {
@@ -416,16 +422,14 @@ impl CallActor {
     fn absorb(&mut self, r: MediaReport) {
         if r.asr_finals > self.record.asr.finals_sent {
             self.record.asr.finals_sent = r.asr_finals;
-            self.dirty = true;
-            self.fresh = true;
+            self.unsaved = Unsaved::Results;
         }
         self.deferred.extend(r.deferred_finals);
         for (index, e) in r.events {
             let label = self.label_of(index);
             self.push_media_event(&label, &e);
             self.record.push_event(label, e);
-            self.dirty = true;
-            self.fresh = true;
+            self.unsaved = Unsaved::Results;
         }
         if !r.streams.is_empty() {
             let mut packets = 0;
@@ -453,7 +457,7 @@ impl CallActor {
             self.record.counters.rtp_packets = packets;
             self.record.counters.rtp_bytes = bytes;
             self.record.recordings.stereo = r.stereo;
-            self.dirty = true;
+            self.unsaved = self.unsaved.max(Unsaved::Counters);
         }
     }
 
@@ -490,11 +494,13 @@ impl CallActor {
         self.record.total_audio_duration = self.record.duration_secs(now);
         self.registry.do_send(Snapshot(self.record.clone()));
         self.ticks = self.ticks.wrapping_add(1);
-        if self.fresh
-            || (self.dirty && (self.ticks == 1 || self.ticks.is_multiple_of(JOURNAL_TICKS)))
-        {
-            self.dirty = false;
-            self.fresh = false;
+        let due = match self.unsaved {
+            Unsaved::Nothing => false,
+            Unsaved::Counters => self.ticks == 1 || self.ticks.is_multiple_of(JOURNAL_TICKS),
+            Unsaved::Results => true,
+        };
+        if due {
+            self.unsaved = Unsaved::Nothing;
             self.store.do_send(Put {
                 record: self.record.clone(),
                 durable: false,
@@ -654,8 +660,7 @@ impl CallActor {
                 if m.lagging {
                     self.record.asr.lagging += 1;
                 }
-                self.dirty = true;
-                self.fresh = true;
+                self.unsaved = Unsaved::Results;
                 if self.agreements.get(&m.stream).map(|a| a.0) == Some(m.utterance) {
                     self.agreements.remove(&m.stream);
                 }
@@ -695,8 +700,7 @@ impl CallActor {
                                 },
                             ));
                         }
-                        self.dirty = true;
-                        self.fresh = true;
+                        self.unsaved = Unsaved::Results;
                         if let Some(s) = self.record.transcript_segments.last() {
                             self.analyse(s.clone());
                         }
@@ -900,8 +904,7 @@ impl Handler<AnalysisProgress> for CallActor {
     type Result = ();
     fn handle(&mut self, m: AnalysisProgress, _: &mut Context<Self>) {
         self.record.analysis.progressive = Some(*m.0);
-        self.dirty = true;
-        self.fresh = true;
+        self.unsaved = Unsaved::Results;
     }
 }
 

@@ -679,7 +679,7 @@ impl Handler<GetMetrics> for RegistryActor {
         let mut m = self.ended_metrics.clone();
         m.active_calls = self.calls.len();
         for c in self.calls.values() {
-            add_record(&mut m, &self.live_view(c));
+            add_record(&mut m, &c.snapshot);
         }
         m.asr = self.cfg.media.asr.as_ref().map(|p| p.stats());
         let hub = self.cfg.hub.clone();
