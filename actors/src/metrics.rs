@@ -21,6 +21,7 @@
 //! meets are `other`, end reasons are mapped onto a fixed set
 //! ([`reason_label`]), codecs are the engine's own names.
 
+use earshot::sip::Method;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -191,50 +192,29 @@ pub fn get() -> &'static Metrics {
 }
 
 /// Move a counter up to `value` (never down).
-fn raise(c: &IntCounter, value: u64) {
+fn raise<P: prometheus::core::Atomic>(c: &prometheus::core::GenericCounter<P>, value: P::T) {
     let now = c.get();
     if value > now {
-        c.inc_by(value - now);
+        let mut up = value;
+        up -= now;
+        c.inc_by(up);
     }
 }
 
-fn raise_f(c: &prometheus::Counter, value: f64) {
-    let now = c.get();
-    if value > now {
-        c.inc_by(value - now);
+/// A method as a bounded label: the core's [`Method`] names (case aside),
+/// anything else `other`.
+fn method_label(m: &str) -> String {
+    match Method::parse(&m.to_ascii_uppercase()) {
+        Method::Other(_) => "other".into(),
+        known => known.as_str().to_string(),
     }
-}
-
-/// SIP methods a recorder meets; anything else is `other`.
-const METHODS: &[&str] = &[
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "UPDATE",
-    "INFO",
-    "PRACK",
-    "NOTIFY",
-    "SUBSCRIBE",
-    "REFER",
-    "MESSAGE",
-    "REGISTER",
-];
-
-fn method_label(m: &str) -> &'static str {
-    METHODS
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(m))
-        .copied()
-        .unwrap_or("other")
 }
 
 /// What a SIP message is, from its start line (and CSeq for responses).
 #[derive(Debug, PartialEq, Eq)]
 pub enum SipKind {
-    Request(&'static str),
-    Response { method: &'static str, code: u16 },
+    Request(String),
+    Response { method: String, code: u16 },
 }
 
 /// Classify a framed SIP message; None when it has no valid start line.
@@ -254,8 +234,7 @@ pub fn classify(bytes: &[u8]) -> Option<SipKind> {
                 let name = name.trim();
                 (name.eq_ignore_ascii_case("CSeq")).then(|| value.split_whitespace().nth(1))?
             })
-            .map(method_label)
-            .unwrap_or("other");
+            .map_or_else(|| "other".into(), method_label);
         return Some(SipKind::Response { method, code });
     }
     // Method SP Request-URI SP SIP/2.0, the method an RFC 3261 token.
@@ -274,12 +253,13 @@ pub fn classify(bytes: &[u8]) -> Option<SipKind> {
 pub fn sip_message(direction: &str, bytes: &[u8]) {
     let m = get();
     match classify(bytes) {
-        Some(SipKind::Request(method)) => {
-            m.sip_requests.with_label_values(&[direction, method]).inc()
-        }
+        Some(SipKind::Request(method)) => m
+            .sip_requests
+            .with_label_values(&[direction, &method])
+            .inc(),
         Some(SipKind::Response { method, code }) => m
             .sip_responses
-            .with_label_values(&[direction, method, &code.to_string()])
+            .with_label_values(&[direction, &method, &code.to_string()])
             .inc(),
         None => m
             .sip_requests
@@ -376,7 +356,7 @@ pub fn render(s: &Scrape) -> String {
             raise(&m.rtp_packets.with_label_values(&[codec, outcome]), v);
         }
     }
-    raise_f(&m.speech_seconds, s.speech_seconds);
+    raise(&m.speech_seconds, s.speech_seconds);
     if let Some(a) = &s.asr {
         m.asr_queue
             .with_label_values(&["final"])
@@ -412,7 +392,7 @@ pub fn render(s: &Scrape) -> String {
         }
     }
     if let Some(p) = process() {
-        raise_f(&m.cpu_seconds, p.cpu_seconds);
+        raise(&m.cpu_seconds, p.cpu_seconds);
         m.rss_bytes.set(p.rss_bytes as i64);
         m.open_fds.set(p.open_fds as i64);
     }
@@ -460,25 +440,25 @@ mod tests {
     fn sip_start_lines() {
         assert_eq!(
             classify(b"INVITE sip:rec@10.0.0.1 SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"),
-            Some(SipKind::Request("INVITE"))
+            Some(SipKind::Request("INVITE".into()))
         );
         assert_eq!(
             classify(b"SIP/2.0 200 OK\r\nVia: x\r\ncseq:  7 bye\r\n\r\n"),
             Some(SipKind::Response {
-                method: "BYE",
+                method: "BYE".into(),
                 code: 200
             })
         );
         assert_eq!(
             classify(b"SIP/2.0 488 Not Here\r\n\r\n"),
             Some(SipKind::Response {
-                method: "other",
+                method: "other".into(),
                 code: 488
             })
         );
         assert_eq!(
             classify(b"FOO sip:x SIP/2.0\r\n\r\n"),
-            Some(SipKind::Request("other"))
+            Some(SipKind::Request("other".into()))
         );
         for junk in [
             &b""[..],
