@@ -337,14 +337,15 @@ mod imp {
             if src.is_empty() {
                 return Ok(String::new());
             }
-            let s = src.len() as i64;
-            let mask = vec![1i64; src.len()];
-            let (hidden_shape, hidden) = {
+            let n = src.len();
+            let s = n as i64;
+            let mask = Tensor::from_array((vec![1, s], vec![1i64; n])).map_err(&err)?;
+            let hidden = {
                 let out = self
                     .encoder
                     .run(ort::inputs![
-                        "input_ids" => Tensor::from_array((vec![1, s], src.clone())).map_err(&err)?,
-                        "attention_mask" => Tensor::from_array((vec![1, s], mask.clone())).map_err(&err)?,
+                        "input_ids" => Tensor::from_array((vec![1, s], src)).map_err(&err)?,
+                        "attention_mask" => &mask,
                     ])
                     .map_err(&err)?;
                 let (shape, data) = out["last_hidden_state"]
@@ -359,23 +360,19 @@ mod imp {
                         ),
                     ));
                 }
-                (shape.to_vec(), data.to_vec())
+                // Built once: every decoder step reads the same states.
+                Tensor::from_array((shape.to_vec(), data.to_vec())).map_err(&err)?
             };
-            let limit = self.max_length.min(2 * src.len() + 16);
+            let limit = self.max_length.min(2 * n + 16);
             let mut out: Vec<i64> = vec![self.start];
             while out.len() <= limit {
                 let t = out.len() as i64;
                 let mut inputs = ort::inputs![
                     "input_ids" => Tensor::from_array((vec![1, t], out.clone())).map_err(&err)?,
-                    "encoder_hidden_states" => Tensor::from_array((hidden_shape.clone(), hidden.clone())).map_err(&err)?,
+                    "encoder_hidden_states" => &hidden,
                 ];
                 if self.decoder_mask {
-                    inputs.push((
-                        "encoder_attention_mask".into(),
-                        Tensor::from_array((vec![1, s], mask.clone()))
-                            .map_err(&err)?
-                            .into(),
-                    ));
+                    inputs.push(("encoder_attention_mask".into(), (&mask).into()));
                 }
                 let res = self.decoder.run(inputs).map_err(&err)?;
                 let (shape, logits) = res["logits"].try_extract_tensor::<f32>().map_err(&err)?;
