@@ -12,12 +12,11 @@ use earshot::analysis::call::{
 };
 use earshot::asr::Segment;
 use earshot::session::SessionRecord;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{root, session as record};
 
 fn resources(cfg: AnalysisConfig) -> Arc<Resources> {
     let lex = root().join("models/lexicons/vader_lexicon.txt");
@@ -26,11 +25,6 @@ fn resources(cfg: AnalysisConfig) -> Arc<Resources> {
         "run scripts/fetch-lexicons (scripts/setup does)"
     );
     Arc::new(Resources::load(cfg, &root().join("config"), &root().join("models")).unwrap())
-}
-
-fn record(name: &str) -> SessionRecord {
-    let p = root().join(format!("tests/analysis/{name}.session.json"));
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn in_time_order(rec: &SessionRecord) -> Vec<Segment> {

@@ -11,14 +11,12 @@
 
 use earshot::analysis::embed::{MiniLm, MiniLmOptions, DEFAULT_DIR, MODEL_NAME};
 use earshot::analysis::{cosine, SentenceEncoder};
-use earshot::session::SessionRecord;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{real_texts, root, session};
 
 fn model_dir() -> PathBuf {
     root().join(DEFAULT_DIR)
@@ -289,26 +287,12 @@ const HEARD_AS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn session(name: &str) -> SessionRecord {
-    let path = root().join(format!("tests/analysis/{name}.session.json"));
-    let text = std::fs::read_to_string(&path).expect("session fixture");
-    serde_json::from_str(&text).expect("SessionRecord parses")
-}
-
 #[test]
 fn real_transcripts_batch_equals_one_at_a_time() {
     let Some(mut m) = load("real_transcripts_batch_equals_one_at_a_time") else {
         return;
     };
-    let mut texts = Vec::new();
-    for name in ["helpline", "billing"] {
-        texts.extend(
-            session(name)
-                .transcript_segments
-                .into_iter()
-                .map(|s| s.text),
-        );
-    }
+    let texts = real_texts();
     assert!(texts.len() > 40, "both fixtures' segments");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let batched = m.encode(&refs).expect("batch");

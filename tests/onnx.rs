@@ -14,23 +14,14 @@
 use earshot::analysis::embed::{self, MiniLm, MiniLmOptions};
 use earshot::analysis::entities::{Entity, EntityExtractor};
 use earshot::analysis::onnx::{
-    OnnxEncoder, OnnxNer, OnnxOptions, DEFAULT_RUNTIME, ENCODER_DEFAULT_DIR, NER_DEFAULT_DIR,
+    OnnxEncoder, OnnxNer, OnnxOptions, ENCODER_DEFAULT_DIR, NER_DEFAULT_DIR,
 };
 use earshot::analysis::{cosine, SentenceEncoder};
-use earshot::session::SessionRecord;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn opts() -> OnnxOptions {
-    OnnxOptions {
-        runtime: Some(root().join(DEFAULT_RUNTIME)),
-        ..OnnxOptions::default()
-    }
-}
+mod common;
+use common::{onnx_opts as opts, real_texts, root, session};
 
 /// The runtime library this test process would load.
 fn runtime() -> PathBuf {
@@ -51,12 +42,6 @@ fn have(test: &str, files: &[PathBuf]) -> bool {
         }
     }
     true
-}
-
-fn session(name: &str) -> SessionRecord {
-    let path = root().join(format!("tests/analysis/{name}.session.json"));
-    let text = std::fs::read_to_string(&path).expect("session fixture");
-    serde_json::from_str(&text).expect("SessionRecord parses")
 }
 
 fn tmp_dir(tag: &str) -> PathBuf {
@@ -156,20 +141,6 @@ fn garbled_model_or_tokenizer_names_the_file() {
         .to_string();
     assert!(e.contains("labels.json") && e.contains("3 labels"), "{e}");
     let _ = std::fs::remove_dir_all(&d);
-}
-
-/// Every segment text of both real calls.
-fn real_texts() -> Vec<String> {
-    let mut texts = Vec::new();
-    for name in ["helpline", "billing"] {
-        texts.extend(
-            session(name)
-                .transcript_segments
-                .into_iter()
-                .map(|s| s.text),
-        );
-    }
-    texts
 }
 
 #[test]

@@ -6,22 +6,13 @@
 //! tokenizer.json, the encoder once, the decoder once per output token,
 //! detokenisation. Also: the errors a wrong directory gives.
 
-use earshot::analysis::onnx::{OnnxOptions, DEFAULT_RUNTIME};
 use earshot::analysis::translate::{OnnxTranslator, Translator, TranslatorInfo};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const DEMO: &str = "models/onnx-mt-demo-sw-en";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn opts() -> OnnxOptions {
-    OnnxOptions {
-        runtime: Some(root().join(DEFAULT_RUNTIME)),
-        ..OnnxOptions::default()
-    }
-}
+mod common;
+use common::{onnx_opts as opts, root};
 
 fn demo() -> OnnxTranslator {
     let dir = root().join(DEMO);
