@@ -549,6 +549,27 @@ def token_f1(y, pred):
 # --- main ---------------------------------------------------------------------
 
 
+def write_model_dir(d, graphs, docs, copies=()):
+    """Write a model directory whole or not at all: the ONNX graphs
+    ({file: model}), the JSON documents ({file: value}) and copies of
+    `copies` go to d.tmp, then `.complete` (what the shell half's freshness
+    check looks for), then d.tmp replaces d."""
+    tmp = d + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for fname, model in graphs.items():
+        onnx.save_model(model, os.path.join(tmp, fname))
+    for path in copies:
+        shutil.copy(path, tmp)
+    for fname, doc in docs.items():
+        with open(os.path.join(tmp, fname), "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+    open(os.path.join(tmp, ".complete"), "w").close()
+    shutil.rmtree(d, ignore_errors=True)
+    os.rename(tmp, d)
+
+
 def main():
     t0 = time.time()
     src = sys.argv[1] if len(sys.argv) > 1 else "models/all-minilm-l6-v2"
@@ -579,18 +600,7 @@ def main():
 
     def write_dir(name, model, extra):
         d = os.path.join(out_root, name)
-        tmp = d + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        onnx.save_model(model, os.path.join(tmp, "model.onnx"))
-        shutil.copy(os.path.join(src, "tokenizer.json"), tmp)
-        for fname, doc in extra.items():
-            with open(os.path.join(tmp, fname), "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=1, ensure_ascii=False)
-                f.write("\n")
-        open(os.path.join(tmp, ".complete"), "w").close()
-        shutil.rmtree(d, ignore_errors=True)
-        os.rename(tmp, d)
+        write_model_dir(d, {"model.onnx": model}, extra, [os.path.join(src, "tokenizer.json")])
         print("make_onnx_models: wrote %s (model.onnx %d bytes)" % (d, os.path.getsize(os.path.join(d, "model.onnx"))))
 
     write_dir("minilm-onnx", enc, {"sentence_bert_config.json": {"max_seq_length": MAX_TOKENS, "do_lower_case": False}})

@@ -40,10 +40,8 @@ loop, detokenisation); it is not a translation model.
 """
 
 import gzip
-import json
 import os
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -235,11 +233,6 @@ def main():
     if got != want:
         sys.exit("make_onnx_mt: the graphs do not decode the glosses %r" % want)
 
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    onnx.save_model(enc, os.path.join(tmp, "encoder_model.onnx"))
-    onnx.save_model(dec, os.path.join(tmp, "decoder_model.onnx"))
     docs = {
         "tokenizer.json": tokenizer_json(vocab),
         "config.json": {
@@ -259,13 +252,7 @@ def main():
         },
         "report.json": {"dictionary": base, "entries": len(lex), "vocab_size": v, "max_gloss_words": K, "check": {"source": sent, "decoded": got}},
     }
-    for name, doc in docs.items():
-        with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-    open(os.path.join(tmp, ".complete"), "w").close()
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    make_onnx_models.write_model_dir(out, {"encoder_model.onnx": enc, "decoder_model.onnx": dec}, docs)
     print("make_onnx_mt: wrote %s (%d dictionary entries, vocabulary %d)" % (out, len(lex), v))
 
 
