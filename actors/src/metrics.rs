@@ -358,18 +358,14 @@ pub fn render(s: &Scrape) -> String {
     }
     raise(&m.speech_seconds, s.speech_seconds);
     if let Some(a) = &s.asr {
-        m.asr_queue
-            .with_label_values(&["final"])
-            .set(a.queued_finals as i64);
-        m.asr_queue
-            .with_label_values(&["partial"])
-            .set(a.queued_partials as i64);
-        m.asr_workers
-            .with_label_values(&["total"])
-            .set(a.workers as i64);
-        m.asr_workers
-            .with_label_values(&["busy"])
-            .set(a.busy_workers as i64);
+        for (gauge, label, v) in [
+            (&m.asr_queue, "final", a.queued_finals),
+            (&m.asr_queue, "partial", a.queued_partials),
+            (&m.asr_workers, "total", a.workers),
+            (&m.asr_workers, "busy", a.busy_workers),
+        ] {
+            gauge.with_label_values(&[label]).set(v as i64);
+        }
         for (kind, v) in [
             ("final", a.finals_decoded),
             ("partial", a.partials_decoded),
