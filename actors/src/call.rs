@@ -42,6 +42,9 @@ const JOURNAL_TICKS: u32 = 5;
 /// After the call ended, how long its transcript may still take to finish
 /// (outstanding finals) before the record is closed without them.
 const FINALS_GRACE: Duration = Duration::from_secs(300);
+/// Finalized utterances remembered per stream (partials in flight are far
+/// fewer: one per stream at a time).
+const FINALIZED_KEPT: usize = 16;
 
 /// What a live call changed since its record was last journaled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +94,9 @@ pub struct CallActor {
     deferred: VecDeque<Job>,
     /// Partial stabilisation per stream: (utterance, agreement).
     agreements: HashMap<usize, (u64, Agreement)>,
+    /// The latest utterances per stream whose final came back: a partial
+    /// of one of them that a second worker finishes later is stale.
+    finalized: HashMap<usize, VecDeque<u64>>,
     /// The call has ended and its record is stored; waiting for finals.
     draining: Option<Instant>,
     hub: Addr<crate::ws::Hub>,
@@ -232,6 +238,7 @@ impl CallActor {
             fault: init.fault,
             deferred: VecDeque::new(),
             agreements: HashMap::new(),
+            finalized: HashMap::new(),
             draining: None,
             hub: init.hub,
             analysis_init: init.analysis,
@@ -615,7 +622,11 @@ impl CallActor {
                 let Ok(h) = m.result else {
                     return;
                 };
-                if is_noise(&h.text) {
+                let stale = self
+                    .finalized
+                    .get(&m.stream)
+                    .is_some_and(|done| done.contains(&m.utterance));
+                if stale || is_noise(&h.text) {
                     return;
                 }
                 let entry = self
@@ -661,6 +672,11 @@ impl CallActor {
                     self.record.asr.lagging += 1;
                 }
                 self.unsaved = Unsaved::Results;
+                let done = self.finalized.entry(m.stream).or_default();
+                if done.len() == FINALIZED_KEPT {
+                    done.pop_front();
+                }
+                done.push_back(m.utterance);
                 if self.agreements.get(&m.stream).map(|a| a.0) == Some(m.utterance) {
                     self.agreements.remove(&m.stream);
                 }
