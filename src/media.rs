@@ -55,6 +55,9 @@ const FILL_SLACK_SAMPLES: u64 = 3 * FRAME_SAMPLES as u64;
 const MUSIC_EDGE_MS: u64 = 1000;
 /// Most class spans kept per stream (the oldest half goes beyond it).
 const MAX_SPANS: usize = 10_000;
+/// Decode/resample scratch kept between ticks (samples; 100 ms at 16 kHz,
+/// more than any packet's worth).
+const SCRATCH_KEEP: usize = 1_600;
 
 /// How one answered m-line is to be received.
 #[derive(Debug, Clone)]
@@ -347,6 +350,20 @@ impl StreamPipeline {
             self.emit_silence(n, audio);
         }
         events.append(&mut self.events);
+        self.trim_scratch();
+    }
+
+    /// The decode and resample scratch buffers grow to the largest unit
+    /// ever placed (up to a second of concealment); after such a unit give
+    /// the memory back instead of holding it for the rest of the call.
+    fn trim_scratch(&mut self) {
+        for v in [&mut self.native, &mut self.speech] {
+            if v.capacity() > SCRATCH_KEEP {
+                v.clear();
+                v.shrink_to(SCRATCH_KEEP);
+            }
+        }
+        self.resampler.trim(SCRATCH_KEEP);
     }
 
     /// The call is over: play out what is buffered, fill to `now`, close

@@ -875,7 +875,13 @@ impl Uas {
     }
 
     fn refuse_invite(&mut self, now: Instant, peer: Peer, req: &Request, r: Refusal) {
-        tracing::info!(status = r.status, reason = %r.reason, call_id = ?req.call_id(), "INVITE refused");
+        // A 5xx is the engine's own limit (calls, ports): an operator must
+        // see it; a 4xx is the peer's mistake.
+        if r.status >= 500 {
+            tracing::warn!(status = r.status, reason = %r.reason, call_id = ?req.call_id(), "INVITE refused");
+        } else {
+            tracing::info!(status = r.status, reason = %r.reason, call_id = ?req.call_id(), "INVITE refused");
+        }
         let tag = self.fresh_tag();
         let mut resp = Response::to_request(req, r.status, &r.reason, Some(&tag));
         self.decorate(&mut resp);

@@ -238,8 +238,10 @@ impl Handler<Analyse> for AnalysisActor {
                 "analysis_ms": ms,
                 "timestamp": chrono::Utc::now(),
             });
-            self.hub
-                .do_send(Push::on(Channel::Analytics, &self.call_id, update, true));
+            crate::ws::offer(
+                &self.hub,
+                Push::on(Channel::Analytics, &self.call_id, update, true),
+            );
         }
         self.dirty = true;
     }

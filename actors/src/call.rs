@@ -499,7 +499,18 @@ impl CallActor {
         }
         let now = chrono::Utc::now();
         self.record.total_audio_duration = self.record.duration_secs(now);
-        self.registry.do_send(Snapshot(self.record.clone()));
+        // Bounded: an overloaded registry misses this view and gets the
+        // next tick's (the snapshot is only ever superseded).
+        if self
+            .registry
+            .try_send(Snapshot(self.record.clone()))
+            .is_err()
+        {
+            crate::metrics::get()
+                .overload_dropped
+                .with_label_values(&["registry_snapshot"])
+                .inc();
+        }
         self.ticks = self.ticks.wrapping_add(1);
         let due = match self.unsaved {
             Unsaved::Nothing => false,
@@ -656,8 +667,10 @@ impl CallActor {
                     "confidence": h.confidence,
                     "timestamp": chrono::Utc::now(),
                 });
-                self.hub
-                    .do_send(crate::ws::Push::new(&self.record.call_id.0, push, true));
+                crate::ws::offer(
+                    &self.hub,
+                    crate::ws::Push::new(&self.record.call_id.0, push, true),
+                );
             }
             JobKind::Final => {
                 self.record.asr.finals_done += 1;

@@ -205,15 +205,31 @@ fn to_i16(x: f32) -> i16 {
 
 /// Append samples to a mono 16-bit WAV (hound's bulk writer).
 fn write_mono(w: &mut Wav, samples: &[f32]) {
-    if samples.is_empty() {
-        return;
-    }
-    let mut sw = w.get_i16_writer(samples.len() as u32);
-    for &x in samples {
-        sw.write_sample(to_i16(x));
-    }
-    if let Err(e) = sw.flush() {
-        tracing::warn!(%e, "writing recording");
+    write_i16(w, samples.iter().map(|&x| to_i16(x)), "recording");
+}
+
+/// Samples per write to a WAV: hound keeps a writer's buffer at the
+/// largest write it was ever asked for, so one late tick (a second of audio
+/// played out at once under overload) would pin that much per file for the
+/// rest of the call; at 2,000 overloaded calls that was ~0.7 GB of stereo
+/// buffers alone.
+const WRITE_CHUNK: usize = 1_600;
+
+/// Write `samples` in chunks of at most [`WRITE_CHUNK`].
+fn write_i16(w: &mut Wav, samples: impl ExactSizeIterator<Item = i16>, what: &str) {
+    let mut left = samples.len();
+    let mut samples = samples;
+    while left > 0 {
+        let n = left.min(WRITE_CHUNK);
+        let mut sw = w.get_i16_writer(n as u32);
+        for x in samples.by_ref().take(n) {
+            sw.write_sample(x);
+        }
+        if let Err(e) = sw.flush() {
+            tracing::warn!(%e, "writing {what}");
+            return;
+        }
+        left -= n;
     }
 }
 
@@ -535,16 +551,16 @@ impl MediaActor {
         } else {
             l.min(r)
         };
-        if n > 0 {
-            let mut sw = w.get_i16_writer(2 * n as u32);
-            for i in 0..n {
-                sw.write_sample(to_i16(self.left.get(i).copied().unwrap_or(0.0)));
-                sw.write_sample(to_i16(self.right.get(i).copied().unwrap_or(0.0)));
+        let (left, right) = (&self.left, &self.right);
+        let side = |v: &Vec<f32>, i: usize| to_i16(v.get(i).copied().unwrap_or(0.0));
+        let frames = (0..2 * n).map(|j| {
+            if j % 2 == 0 {
+                side(left, j / 2)
+            } else {
+                side(right, j / 2)
             }
-            if let Err(e) = sw.flush() {
-                tracing::warn!(%e, "writing stereo recording");
-            }
-        }
+        });
+        write_i16(w, frames, "stereo recording");
         self.left.drain(..n.min(self.left.len()));
         self.right.drain(..n.min(self.right.len()));
     }
@@ -732,6 +748,36 @@ mod tests {
         assert_eq!(seen.sender_reports, 1);
         assert_eq!(seen.src_packets_sent, Some(777));
         assert_eq!(seen.malformed, 1);
+    }
+
+    #[test]
+    fn long_writes_go_in_chunks_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w =
+            hound::WavWriter::new(BufWriter::new(File::create(&path).unwrap()), spec).unwrap();
+        // 2.5 chunks, then an empty write, then a short one.
+        let long: Vec<i16> = (0..(WRITE_CHUNK * 5 / 2) as i32)
+            .map(|i| (i % 30_000) as i16)
+            .collect();
+        write_i16(&mut w, long.iter().copied(), "test");
+        write_i16(&mut w, std::iter::empty::<i16>(), "test");
+        write_i16(&mut w, [7i16, -7].into_iter(), "test");
+        w.finalize().unwrap();
+        let back: Vec<i16> = hound::WavReader::open(&path)
+            .unwrap()
+            .samples::<i16>()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back.len(), long.len() + 2);
+        assert_eq!(&back[..long.len()], &long[..]);
+        assert_eq!(&back[long.len()..], &[7, -7]);
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub analysis_latency: Histogram,
     pub store_write: HistogramVec,
     pub rtp_jitter: Histogram,
+    /// Messages an overloaded internal queue refused (the sender keeps or
+    /// regenerates the state: a call's next snapshot, the next partial).
+    pub overload_dropped: IntCounterVec,
     active_calls: IntGauge,
     calls_ended: IntCounterVec,
     rtp_packets: IntCounterVec,
@@ -92,6 +95,11 @@ impl Metrics {
                 "earshot_sip_requests_total",
                 "SIP requests received (in) and sent (out), by method",
                 &["direction", "method"],
+            ),
+            overload_dropped: counter_vec(
+                "earshot_overload_dropped_total",
+                "Internal messages dropped because the receiving actor's mailbox was full, by queue (registry_snapshot: a call's periodic state for the registry, superseded by the next; ws_push: a droppable WebSocket push, a partial or analysis snapshot)",
+                &["queue"],
             ),
             sip_responses: counter_vec(
                 "earshot_sip_responses_total",

@@ -126,6 +126,21 @@ impl Push {
     }
 }
 
+/// Hand a push to the hub: droppable pushes (partials, analysis
+/// snapshots) only if its mailbox has room, counted when not; the rest
+/// (finals, events) always. Under overload the hub falls behind on what
+/// a newer push supersedes, not on what must arrive.
+pub fn offer(hub: &Addr<Hub>, p: Push) {
+    if !p.droppable {
+        hub.do_send(p);
+    } else if hub.try_send(p).is_err() {
+        crate::metrics::get()
+            .overload_dropped
+            .with_label_values(&["ws_push"])
+            .inc();
+    }
+}
+
 /// A client's backlog in the hub: bounded for partials, never losing finals.
 #[derive(Debug, Default)]
 pub struct ClientQueue {
@@ -193,6 +208,9 @@ impl Client {
     }
 }
 
+/// The hub's mailbox: droppable pushes beyond it are dropped ([`offer`]).
+const HUB_MAILBOX: usize = 4096;
+
 /// Every connected client.
 #[derive(Default)]
 pub struct Hub {
@@ -222,6 +240,7 @@ impl Hub {
 impl Actor for Hub {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(HUB_MAILBOX);
         ctx.run_interval(FLUSH_EVERY, |hub, _| {
             let mut gone = vec![];
             for (id, c) in hub.clients.iter_mut() {

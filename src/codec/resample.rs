@@ -182,6 +182,14 @@ impl Resampler {
         }
     }
 
+    /// Give back history-buffer capacity beyond `keep` samples (it grows to
+    /// the largest input ever processed; the history itself is tiny).
+    pub fn trim(&mut self, keep: usize) {
+        if self.buf.capacity() > keep {
+            self.buf.shrink_to(keep);
+        }
+    }
+
     /// Resample `input`, appending to `out`.
     pub fn process(&mut self, input: &[f32], out: &mut Vec<f32>) {
         match &mut self.kind {

@@ -52,6 +52,10 @@ use std::time::{Duration, Instant};
 
 /// A forward sequence step at or beyond this is a jump (RFC 3550 A.1).
 pub const MAX_DROPOUT: u16 = 3000;
+/// A deque with more capacity than this is shrunk once it has drained
+/// below an eighth of it (packets; a few hundred milliseconds of 20 ms
+/// packets).
+const SHRINK_ABOVE: usize = 64;
 /// A backward sequence step beyond this is a jump (RFC 3550 A.1).
 pub const MAX_MISORDER: u16 = 100;
 /// A timing discontinuity that re-anchors playout.
@@ -434,10 +438,26 @@ impl JitterBuffer {
 
     /// Next unit due for playout at `now`; call repeatedly until `None`.
     pub fn pop(&mut self, now: Instant) -> Option<Playout> {
-        if self.buf.front()?.due > now {
+        let Some(head) = self.buf.front() else {
+            self.shrink_after_burst();
+            return None;
+        };
+        if head.due > now {
+            self.shrink_after_burst();
             return None;
         }
         self.next_unit()
+    }
+
+    /// After a burst (a late read under overload, a flood) the deque would
+    /// keep the burst's capacity for the rest of the call; once it has
+    /// drained to a small fraction of that, give the memory back. Steady
+    /// state (a few packets in a small deque) never reaches this.
+    fn shrink_after_burst(&mut self) {
+        let cap = self.buf.capacity();
+        if cap > SHRINK_ABOVE && self.buf.len() * 8 < cap {
+            self.buf.shrink_to((self.buf.len() * 2).max(8));
+        }
     }
 
     /// Next unit regardless of its playout instant (end of call: drain what
@@ -676,5 +696,34 @@ mod tests {
         assert_eq!(jb.buf.capacity(), cap);
         assert!(jb.len() <= 4);
         assert_eq!(jb.stats().lost, 0);
+    }
+
+    #[test]
+    fn a_burst_does_not_pin_its_memory() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        // 400 packets arrive at once (read late), then play out over time.
+        for i in 0..400u32 {
+            jb.push(t0, pkt(i as u16, i.wrapping_mul(160)));
+        }
+        assert!(jb.buf.capacity() >= 400);
+        let mut played = 0;
+        for k in 0..1_000u64 {
+            while jb.pop(t0 + Duration::from_millis(k * 20)).is_some() {
+                played += 1;
+            }
+        }
+        assert_eq!(played, 400);
+        assert!(jb.buf.capacity() <= SHRINK_ABOVE, "{}", jb.buf.capacity());
+        // And it still works after shrinking.
+        let t1 = t0 + Duration::from_secs(30);
+        for i in 400..420u32 {
+            jb.push(t1, pkt(i as u16, i.wrapping_mul(160)));
+        }
+        let mut more = 0;
+        while jb.pop(t1 + Duration::from_secs(5)).is_some() {
+            more += 1;
+        }
+        assert_eq!(more, 20);
     }
 }
