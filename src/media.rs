@@ -47,6 +47,10 @@ const PER_MS: u64 = (SPEECH_RATE / 1000) as u64;
 /// A timestamp jump larger than this re-anchors the stream instead of
 /// concealing or trimming (SBC restarts, clock resets).
 const MAX_JUMP_SAMPLES: i64 = 10 * SPEECH_RATE as i64;
+/// Furthest an RTP timestamp may place audio ahead of the instant being
+/// played out before it counts as a jump (2 s: far beyond any jitter depth
+/// or sender clock drift over a call).
+const MAX_AHEAD_SAMPLES: i64 = 2 * SPEECH_RATE as i64;
 /// How far the timeline may lag `now - depth` before silence is filled in
 /// while nothing is buffered.
 const FILL_SLACK_SAMPLES: u64 = 3 * FRAME_SAMPLES as u64;
@@ -488,7 +492,14 @@ impl StreamPipeline {
                 let delta_units = ts.wrapping_sub(ats) as i32 as i64;
                 let delta = delta_units * per_unit / self.clock_rate as i64;
                 let pos = apos as i64 + delta;
-                if pos < 0 || (pos - self.produced as i64).abs() > MAX_JUMP_SAMPLES {
+                // A jump (either way), or a position running ahead of the
+                // wall clock: repeated forward jumps each under the limit
+                // would otherwise stretch the timeline without bound (9 s of
+                // audio to classify and record per 20 ms packet).
+                if pos < 0
+                    || (pos - self.produced as i64).abs() > MAX_JUMP_SAMPLES
+                    || pos > self.anchor_target as i64 + MAX_AHEAD_SAMPLES
+                {
                     self.anchor = Some((ts, fresh));
                     fresh
                 } else {

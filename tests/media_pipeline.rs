@@ -392,3 +392,32 @@ fn timestamp_jump_inside_a_gap_conceals_a_bounded_stretch() {
         "timeline {ms} ms after 1 s of wall time"
     );
 }
+
+/// A source whose every packet jumps its timestamp forward by 9 s (under
+/// the 10 s re-anchor limit, so each one looks like a plausible gap) must
+/// not push the participant's timeline ahead of wall-clock time: that was
+/// a CPU and disk amplification (each 20 ms packet made 9 s of audio to
+/// classify and record).
+#[test]
+fn repeated_forward_jumps_do_not_run_the_timeline_ahead_of_wall_time() {
+    let mut r = Run::new();
+    let step = 9 * 8000u32;
+    for i in 0..100u32 {
+        let ms = 20 + u64::from(i) * 20;
+        let ts = i.wrapping_mul(step);
+        r.push(
+            ms,
+            &rtp(0, i as u16, ts, 0x1234_5678, i == 0, &tone(0, 0.3)),
+        );
+        r.poll(ms);
+    }
+    r.poll(2_100);
+    let ms = r.audio.len() as u64 / 16;
+    assert!(
+        ms <= 2_100 + 2_000,
+        "timeline {ms} ms after 2.1 s of wall time"
+    );
+    // Every packet was still received and played (none were lost to the
+    // guard): the audio is there, just not stretched.
+    assert_eq!(r.p.stats().packets, 100);
+}
