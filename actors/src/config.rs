@@ -52,6 +52,10 @@ pub struct Cli {
     /// waited for). 0 = off.
     #[arg(long, env = "EARSHOT_RTP_TIMEOUT_SECS")]
     pub rtp_timeout_secs: Option<u64>,
+    /// Refuse new calls (503) while the recordings disk has less than this
+    /// many MB free; 0 = never refuse.
+    #[arg(long, env = "EARSHOT_MIN_FREE_DISK_MB")]
+    pub min_free_disk_mb: Option<u64>,
     /// Media threads (default: one per CPU core).
     #[arg(long, env = "EARSHOT_MEDIA_THREADS")]
     pub media_threads: Option<usize>,
@@ -178,6 +182,7 @@ pub struct FileConfig {
     pub vad_mode: Option<u8>,
     pub strict_rtp_source: Option<bool>,
     pub rtp_timeout_secs: Option<u64>,
+    pub min_free_disk_mb: Option<u64>,
     pub media_threads: Option<usize>,
     pub asr: Option<bool>,
     pub asr_model: Option<PathBuf>,
@@ -229,6 +234,9 @@ pub struct Settings {
     /// Seconds without RTP on any stream before a call fails as "no
     /// media"; 0 = off.
     pub rtp_timeout_secs: u64,
+    /// New calls are refused while the recordings disk has less free (MB);
+    /// 0 = never.
+    pub min_free_disk_mb: u64,
     pub media_threads: usize,
     /// `None`: ASR off.
     pub asr: Option<crate::asr::AsrSettings>,
@@ -481,6 +489,10 @@ impl Settings {
             jitter_ms,
             vad_mode,
             rtp_timeout_secs,
+            min_free_disk_mb: cli
+                .min_free_disk_mb
+                .or(file.min_free_disk_mb)
+                .unwrap_or(256),
             strict_rtp_source: cli
                 .strict_rtp_source
                 .or(file.strict_rtp_source)

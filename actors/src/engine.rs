@@ -164,6 +164,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             answer_delay: Duration::from_millis(settings.answer_delay_ms),
             rtp_bind_ip: settings.sip_listen.ip(),
             fault_injection: settings.fault_injection,
+            min_free_disk_mb: settings.min_free_disk_mb,
         },
         store_addr,
     )

@@ -163,7 +163,22 @@ async fn health(reg: Registry, services: web::Data<Services>) -> HttpResponse {
                    "queued_finals": a.queued_finals, "queued_partials": a.queued_partials})
         }
     };
-    let statuses = [&sip, &ports, &store, &asr, &notifier];
+    // New calls are refused below the minimum; degraded below twice it.
+    let disk = match h.disk_free_mb {
+        None => json!({"status": "degraded", "message": "free space unreadable"}),
+        Some(free) => {
+            let min = h.min_free_disk_mb;
+            let st = if min > 0 && free < min {
+                "unhealthy"
+            } else if min > 0 && free < 2 * min {
+                "degraded"
+            } else {
+                "healthy"
+            };
+            json!({"status": st, "free_mb": free, "min_free_mb": min})
+        }
+    };
+    let statuses = [&sip, &ports, &store, &asr, &notifier, &disk];
     let overall = if statuses.iter().any(|s| s["status"] == "unhealthy") {
         "unhealthy"
     } else if statuses.iter().any(|s| s["status"] == "degraded") {
@@ -181,7 +196,7 @@ async fn health(reg: Registry, services: web::Data<Services>) -> HttpResponse {
         "timestamp": now,
         "uptime_seconds": (now - h.started).num_seconds(),
         "version": env!("CARGO_PKG_VERSION"),
-        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "asr_workers": asr, "notifier": notifier, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
+        "checks": {"sip": sip, "rtp_ports": ports, "store": store, "asr_workers": asr, "notifier": notifier, "disk": disk, "http": {"status": if h.http_ready {"healthy"} else {"unhealthy"}}},
         "system": {"active_calls": h.active_calls, "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
     }))
 }

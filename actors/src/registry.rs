@@ -39,6 +39,23 @@ pub struct RegistryConfig {
     pub arbiters: Vec<ArbiterHandle>,
     /// Progressive analysis and post-call pipeline (None: off).
     pub analysis: Option<crate::call::AnalysisInit>,
+    /// New calls are refused while the recordings disk has less free (MB;
+    /// 0 = never).
+    pub min_free_disk_mb: u64,
+}
+
+/// Free space (MB, for an unprivileged writer) on the filesystem holding
+/// `path`; `None` if it cannot be read.
+pub fn disk_free_mb(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a plain-data
+    // out-parameter that statvfs fills on success.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64) / (1024 * 1024))
 }
 
 pub struct RegistryActor {
@@ -95,6 +112,24 @@ impl RegistryActor {
         }
         let mut record = SessionRecord::new(call_id.clone(), now, source);
         record.apply(offer.metadata.as_ref(), &offer.streams);
+        // A full disk would lose the recording: refuse while one can.
+        if self.cfg.min_free_disk_mb > 0 {
+            let free = disk_free_mb(&self.cfg.media.recordings_dir);
+            if free.is_some_and(|f| f < self.cfg.min_free_disk_mb) {
+                tracing::warn!(
+                    %call_id,
+                    free_mb = free,
+                    min_free_disk_mb = self.cfg.min_free_disk_mb,
+                    "recordings disk nearly full; refusing call"
+                );
+                self.sip(Control::Reject(
+                    call_id,
+                    503,
+                    "Service Unavailable - recording disk full".into(),
+                ));
+                return;
+            }
+        }
         // Bind every answered RTP port before saying yes.
         let mut sockets = vec![];
         for s in offer.streams.iter().filter(|s| s.port != 0) {
@@ -635,6 +670,9 @@ pub struct Health {
     /// The recogniser, when on.
     pub asr: Option<crate::asr::AsrStats>,
     pub ws: Option<crate::ws::HubStats>,
+    /// Free MB on the recordings disk (None: unreadable) and the minimum.
+    pub disk_free_mb: Option<u64>,
+    pub min_free_disk_mb: u64,
 }
 
 #[derive(Message)]
@@ -654,6 +692,8 @@ impl Handler<GetHealth> for RegistryActor {
             active_calls: self.calls.len(),
             asr: self.cfg.media.asr.as_ref().map(|p| p.stats()),
             ws: None,
+            disk_free_mb: disk_free_mb(&self.cfg.media.recordings_dir),
+            min_free_disk_mb: self.cfg.min_free_disk_mb,
         };
         let hub = self.cfg.hub.clone();
         Box::pin(async move {
