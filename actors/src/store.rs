@@ -12,7 +12,7 @@ use earshot::session::{
 use std::path::Path;
 
 /// sled page-cache size.
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct SledStore {
