@@ -178,8 +178,10 @@ impl AnalysisActor {
                 n.do_send(alert);
             }
         }
-        self.hub
-            .do_send(Push::on(Channel::Analytics, &self.call_id, body, false));
+        crate::ws::offer(
+            &self.hub,
+            Push::on(Channel::Analytics, &self.call_id, body, false),
+        );
     }
 }
 
@@ -271,8 +273,10 @@ impl AnalysisActor {
             "window": t,
             "timestamp": chrono::Utc::now(),
         });
-        self.hub
-            .do_send(Push::on(Channel::Analytics, &self.call_id, body, false));
+        crate::ws::offer(
+            &self.hub,
+            Push::on(Channel::Analytics, &self.call_id, body, false),
+        );
     }
 }
 

@@ -485,12 +485,10 @@ impl CallActor {
             }
             _ => crate::ws::Channel::Events,
         };
-        self.hub.do_send(crate::ws::Push::on(
-            channel,
-            &self.record.call_id.0,
-            body,
-            false,
-        ));
+        crate::ws::offer(
+            &self.hub,
+            crate::ws::Push::on(channel, &self.record.call_id.0, body, false),
+        );
     }
 
     fn publish(&mut self) {
@@ -583,7 +581,7 @@ impl CallActor {
                 }
                 act.record.finish(status, &reason, chrono::Utc::now());
                 let record = act.record.clone();
-                act.hub.do_send(crate::ws::Push::new(
+                crate::ws::offer(&act.hub, crate::ws::Push::new(
                     &record.call_id.0,
                     serde_json::json!({
                         "type": "call_ended",
@@ -751,11 +749,10 @@ impl CallActor {
                                 "lagging": seg.lagging,
                                 "timestamp": chrono::Utc::now(),
                             });
-                            self.hub.do_send(crate::ws::Push::new(
-                                &self.record.call_id.0,
-                                push,
-                                false,
-                            ));
+                            crate::ws::offer(
+                                &self.hub,
+                                crate::ws::Push::new(&self.record.call_id.0, push, false),
+                            );
                         }
                     }
                     Ok(_) => {}
@@ -900,17 +897,20 @@ impl Actor for CallActor {
         self.media = Some(MediaActor::start_in_arbiter(&self.arbiter, move |_| {
             MediaActor::new(me, cfg, &call_id, start, setups)
         }));
-        self.hub.do_send(crate::ws::Push::new(
-            &self.record.call_id.0,
-            serde_json::json!({
-                "type": "call_started",
-                "call_id": self.record.call_id,
-                "participants": self.record.participants,
-                "start_time": self.record.start_time,
-                "timestamp": chrono::Utc::now(),
-            }),
-            false,
-        ));
+        crate::ws::offer(
+            &self.hub,
+            crate::ws::Push::new(
+                &self.record.call_id.0,
+                serde_json::json!({
+                    "type": "call_started",
+                    "call_id": self.record.call_id,
+                    "participants": self.record.participants,
+                    "start_time": self.record.start_time,
+                    "timestamp": chrono::Utc::now(),
+                }),
+                false,
+            ),
+        );
         self.publish();
         ctx.run_interval(TICK, |act, ctx| {
             act.guarded(ctx, |act, _| {

@@ -216,9 +216,8 @@ fn write_mono(w: &mut Wav, samples: &[f32]) {
 const WRITE_CHUNK: usize = 1_600;
 
 /// Write `samples` in chunks of at most [`WRITE_CHUNK`].
-fn write_i16(w: &mut Wav, samples: impl ExactSizeIterator<Item = i16>, what: &str) {
+fn write_i16(w: &mut Wav, mut samples: impl ExactSizeIterator<Item = i16>, what: &str) {
     let mut left = samples.len();
-    let mut samples = samples;
     while left > 0 {
         let n = left.min(WRITE_CHUNK);
         let mut sw = w.get_i16_writer(n as u32);

@@ -318,7 +318,7 @@ impl Handler<Step> for PipelineActor {
                                 data: body.clone(),
                             });
                         }
-                        act.hub.do_send(Push::on(
+                        crate::ws::offer(&act.hub, Push::on(
                             Channel::Analytics,
                             &record.call_id.0,
                             body,

@@ -46,7 +46,7 @@ pub struct RegistryConfig {
 
 /// Free space (MB, for an unprivileged writer) on the filesystem holding
 /// `path`; `None` if it cannot be read.
-pub fn disk_free_mb(path: &std::path::Path) -> Option<u64> {
+fn disk_free_mb(path: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: `c` is a valid NUL-terminated path and `st` a plain-data
@@ -67,7 +67,6 @@ pub struct RegistryActor {
     http_ready: bool,
     /// Callers of `EndCall`/shutdown waiting for a call to be persisted.
     waiters: HashMap<CallId, Vec<oneshot::Sender<()>>>,
-    ended_total: u64,
     /// Totals of the calls ended since start (`/metrics`).
     ended_metrics: crate::metrics::Scrape,
     next_arbiter: usize,
@@ -83,9 +82,23 @@ impl RegistryActor {
             started: Utc::now(),
             http_ready: false,
             waiters: HashMap::new(),
-            ended_total: 0,
             ended_metrics: crate::metrics::Scrape::default(),
             next_arbiter: 0,
+        }
+    }
+
+    /// A call ended: its totals join the ended calls'.
+    fn count_ended(&mut self, r: &SessionRecord) {
+        add_record(&mut self.ended_metrics, r);
+        let key = (
+            r.status.as_str().to_string(),
+            crate::metrics::reason_label(r.end_reason.as_deref().unwrap_or("")).to_string(),
+        );
+        *self.ended_metrics.ended.entry(key).or_default() += 1;
+        for st in r.streams.iter().filter_map(|s| s.stats.as_ref()) {
+            if st.packets > 0 {
+                crate::metrics::get().rtp_jitter.observe(st.jitter_ms);
+            }
         }
     }
 
@@ -97,21 +110,6 @@ impl RegistryActor {
 
     fn on_offer(&mut self, offer: Offer, ctx: &mut Context<Self>) {
         let call_id = offer.call_id.clone();
-        let now = Utc::now();
-        let mut source = SourceInfo {
-            src_addr: offer.peer.addr.to_string(),
-            transport: offer.peer.transport.name().to_owned(),
-            user_agent: offer.user_agent.clone(),
-            siprec: offer.siprec,
-            vendor_hint: vendor_from_user_agent(offer.user_agent.as_deref()),
-            original_call_ids: original_ids_from_headers(&offer.headers),
-            has_metadata: false,
-        };
-        if source.vendor_hint.is_none() {
-            source.vendor_hint = vendor_from_headers(&offer.headers);
-        }
-        let mut record = SessionRecord::new(call_id.clone(), now, source);
-        record.apply(offer.metadata.as_ref(), &offer.streams);
         // A full disk would lose the recording: refuse while one can.
         if self.cfg.min_free_disk_mb > 0 {
             let free = disk_free_mb(&self.cfg.media.recordings_dir);
@@ -130,6 +128,21 @@ impl RegistryActor {
                 return;
             }
         }
+        let now = Utc::now();
+        let mut source = SourceInfo {
+            src_addr: offer.peer.addr.to_string(),
+            transport: offer.peer.transport.name().to_owned(),
+            user_agent: offer.user_agent.clone(),
+            siprec: offer.siprec,
+            vendor_hint: vendor_from_user_agent(offer.user_agent.as_deref()),
+            original_call_ids: original_ids_from_headers(&offer.headers),
+            has_metadata: false,
+        };
+        if source.vendor_hint.is_none() {
+            source.vendor_hint = vendor_from_headers(&offer.headers);
+        }
+        let mut record = SessionRecord::new(call_id.clone(), now, source);
+        record.apply(offer.metadata.as_ref(), &offer.streams);
         // Bind every answered RTP port before saying yes.
         let mut sockets = vec![];
         for s in offer.streams.iter().filter(|s| s.port != 0) {
@@ -230,24 +243,6 @@ fn add_record(into: &mut crate::metrics::Scrape, r: &SessionRecord) {
         into.rtp.entry(codec).or_default().add(st);
     }
     into.speech_seconds += crate::metrics::speech_seconds(r);
-}
-
-impl RegistryActor {
-    /// A call ended: its totals join the ended calls'.
-    fn count_ended(&mut self, r: &SessionRecord) {
-        self.ended_total += 1;
-        add_record(&mut self.ended_metrics, r);
-        let key = (
-            r.status.as_str().to_string(),
-            crate::metrics::reason_label(r.end_reason.as_deref().unwrap_or("")).to_string(),
-        );
-        *self.ended_metrics.ended.entry(key).or_default() += 1;
-        for st in r.streams.iter().filter_map(|s| s.stats.as_ref()) {
-            if st.packets > 0 {
-                crate::metrics::get().rtp_jitter.observe(st.jitter_ms);
-            }
-        }
-    }
 }
 
 impl Actor for RegistryActor {
@@ -606,7 +601,7 @@ impl Handler<GetStats> for RegistryActor {
             average_duration_per_session: if n == 0 { 0.0 } else { total / n as f64 },
             session_list: views.iter().map(|r| r.call_id.0.clone()).collect(),
             stored_sessions: 0,
-            ended_since_start: self.ended_total,
+            ended_since_start: self.ended_metrics.ended.values().sum(),
             rtp_packets: views.iter().map(|r| r.counters.rtp_packets).sum(),
             rtp_lost: views
                 .iter()

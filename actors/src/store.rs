@@ -60,7 +60,7 @@ impl SledStore {
         &mut self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        let mut n = vec![];
+        let mut ids = vec![];
         for item in self.sessions.iter() {
             let (_, v) = item.map_err(io)?;
             let Ok(mut rec) = serde_json::from_slice::<SessionRecord>(&v) else {
@@ -70,11 +70,11 @@ impl SledStore {
                 rec.finish(CallStatus::Interrupted, "engine stopped while live", now);
                 rec.end_time = Some(rec.last_activity);
                 self.write(&rec)?;
-                n.push(rec.call_id.as_str().to_string());
+                ids.push(rec.call_id.as_str().to_string());
             }
         }
         self.db.flush().map_err(io)?;
-        Ok(n)
+        Ok(ids)
     }
 
     fn write(&self, rec: &SessionRecord) -> Result<(), StoreError> {

@@ -126,10 +126,10 @@ impl Push {
     }
 }
 
-/// Hand a push to the hub: droppable pushes (partials, analysis
-/// snapshots) only if its mailbox has room, counted when not; the rest
-/// (finals, events) always. Under overload the hub falls behind on what
-/// a newer push supersedes, not on what must arrive.
+/// Hand a push to the hub (every push goes this way): droppable pushes
+/// (partials, analysis snapshots) only if its mailbox has room, counted
+/// when not; the rest (finals, events) always. Under overload the hub falls
+/// behind on what a newer push supersedes, not on what must arrive.
 pub fn offer(hub: &Addr<Hub>, p: Push) {
     if !p.droppable {
         hub.do_send(p);

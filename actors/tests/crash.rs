@@ -23,7 +23,6 @@ use common::two_party;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -44,24 +43,6 @@ fn sessions(engine: &Engine) -> Vec<Value> {
     r.body["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Send one request over UDP and return the status line of the answer.
-fn sip_status(engine: &Engine, request: &str) -> String {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let req = request.replace("LOCAL", &sock.local_addr().unwrap().to_string());
-    sock.send_to(req.as_bytes(), engine.sip_addr()).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = sock.recv(&mut buf).expect("an answer within 3 s");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let line = text.lines().next().unwrap_or_default().to_string();
-        // Skip provisional answers.
-        if !line.starts_with("SIP/2.0 1") {
-            return line;
-        }
-    }
-}
-
 fn late_requests_get_481(engine: &Engine, call_id: &str) {
     let target = engine.sip_addr();
     let bye = format!(
@@ -69,7 +50,7 @@ fn late_requests_get_481(engine: &Engine, call_id: &str) {
          From: <sip:src@127.0.0.1>;tag=src-late\r\nTo: <sip:srs@{target}>;tag=srs-late\r\n\
          Call-ID: {call_id}\r\nCSeq: 9 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     );
-    let line = sip_status(engine, &bye);
+    let line = sip_final(engine, &bye);
     assert!(line.starts_with("SIP/2.0 481"), "late BYE: {line}");
     let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n";
@@ -81,7 +62,7 @@ fn late_requests_get_481(engine: &Engine, call_id: &str) {
          Content-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
-    let line = sip_status(engine, &reinvite);
+    let line = sip_final(engine, &reinvite);
     assert!(line.starts_with("SIP/2.0 481"), "re-INVITE: {line}");
 }
 

@@ -358,29 +358,18 @@ fn full_disk_refuses_new_calls_with_503() {
         extra_args: vec!["--min-free-disk-mb".into(), "1000000000".into()],
         ..EngineOpts::default()
     });
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let local = sock.local_addr().unwrap();
     let target = engine.sip_addr();
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0\r\na=label:1\r\na=sendonly\r\n";
     let invite = format!(
-        "INVITE sip:srs@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-disk-1\r\n\
+        "INVITE sip:srs@{target} SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-disk-1\r\n\
          From: <sip:src@127.0.0.1>;tag=src-disk\r\nTo: <sip:srs@{target}>\r\n\
          Call-ID: disk-full-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
-         Contact: <sip:src@{local}>\r\nContent-Type: application/sdp\r\n\
+         Contact: <sip:src@LOCAL>\r\nContent-Type: application/sdp\r\n\
          Content-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
-    sock.send_to(invite.as_bytes(), target).unwrap();
-    let mut buf = [0u8; 4096];
-    let answer = loop {
-        let n = sock.recv(&mut buf).expect("an answer within 3 s");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if !text.starts_with("SIP/2.0 1") {
-            break text;
-        }
-    };
+    let answer = sip_final(&engine, &invite);
     assert!(
         answer.starts_with("SIP/2.0 503 Service Unavailable - recording disk full\r\n"),
         "{answer}"

@@ -52,12 +52,12 @@ use std::time::{Duration, Instant};
 
 /// A forward sequence step at or beyond this is a jump (RFC 3550 A.1).
 pub const MAX_DROPOUT: u16 = 3000;
+/// A backward sequence step beyond this is a jump (RFC 3550 A.1).
+pub const MAX_MISORDER: u16 = 100;
 /// A deque with more capacity than this is shrunk once it has drained
 /// below an eighth of it (packets; a few hundred milliseconds of 20 ms
 /// packets).
 const SHRINK_ABOVE: usize = 64;
-/// A backward sequence step beyond this is a jump (RFC 3550 A.1).
-pub const MAX_MISORDER: u16 = 100;
 /// A timing discontinuity that re-anchors playout.
 pub const DISCONTINUITY: Duration = Duration::from_secs(1);
 /// Packets of the previous SSRC arriving this soon after a switch are

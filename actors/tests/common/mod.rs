@@ -125,6 +125,24 @@ pub fn free_udp_tcp_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
+/// Send one SIP request to the engine over UDP (`LOCAL` in it becomes the
+/// sending socket's address) and return the first final answer, whole
+/// (provisional answers skipped).
+pub fn sip_final(engine: &Engine, request: &str) -> String {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let req = request.replace("LOCAL", &sock.local_addr().unwrap().to_string());
+    sock.send_to(req.as_bytes(), engine.sip_addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).expect("an answer within 3 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
+    }
+}
+
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind tcp :0")
