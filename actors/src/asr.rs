@@ -101,6 +101,16 @@ pub struct AsrSettings {
     /// accurate (scripts/bench-asr, N = 24: p50 1.2 s → 7.2 s), so its
     /// default follows `audio_ctx`.
     pub pack: bool,
+    /// Silence each pool worker decodes before it takes any job: the
+    /// longest audio one job carries (the tracker's longest utterance plus
+    /// its rolls; at least [`PACK_MAX`] when packing). whisper.cpp grows a
+    /// state's buffers to the largest window it has decoded and keeps them
+    /// (tiny.en q8_0: 78 MB loaded, 130 MB once it has met a 16 s
+    /// utterance, flat after; `scripts/bench-asr-memory`), so without this
+    /// the engine's RSS creeps up for minutes as the workers meet longer
+    /// utterances. Warmed, the footprint is there from the start and flat
+    /// after, and no call pays for the growth. 0: no warm-up.
+    pub warm_up_ms: u64,
 }
 
 /// Audio for one decode, and where its result goes.
@@ -342,7 +352,30 @@ impl Recognizer {
         self.decode(audio, JobKind::Final)
     }
 
+    /// Decode `audio_ms` of silence so that the whisper state's buffers
+    /// reach the size a window of that length needs (see
+    /// [`AsrSettings::warm_up_ms`]). Counts nothing in the pool's figures.
+    pub fn warm_up(&mut self, audio_ms: u64) -> Result<(), String> {
+        let silence = vec![0.0f32; usize::try_from(audio_ms * 16).unwrap_or(usize::MAX)];
+        self.decode(&silence, JobKind::Final).map(|_| ())
+    }
+
     fn run(mut self, finals: Receiver<Job>, partials: Receiver<Job>) {
+        let mut warm_ms = self.settings.warm_up_ms;
+        if warm_ms > 0 && self.settings.pack {
+            warm_ms = warm_ms.max(PACK_MAX.as_millis() as u64);
+        }
+        if warm_ms > 0 {
+            let t0 = Instant::now();
+            match self.warm_up(warm_ms) {
+                Ok(()) => tracing::info!(
+                    audio_ms = warm_ms,
+                    took_ms = t0.elapsed().as_millis() as u64,
+                    "ASR worker warmed up (buffers sized for the longest window)"
+                ),
+                Err(e) => tracing::warn!(error = %e, "ASR worker warm-up failed; going on"),
+            }
+        }
         loop {
             // Finals first; otherwise whichever comes.
             let job = match finals.try_recv() {

@@ -339,7 +339,7 @@ impl Settings {
                 anyhow::bail!("asr_language {l:?} is not a language whisper knows");
             }
         }
-        let asr = asr_on.then(|| crate::asr::AsrSettings {
+        let mut asr = asr_on.then(|| crate::asr::AsrSettings {
             model: cli
                 .asr_model
                 .clone()
@@ -356,6 +356,7 @@ impl Settings {
                 .asr_pack
                 .or(file.asr_pack)
                 .unwrap_or(audio_ctx == crate::asr::AudioCtx::Full),
+            warm_up_ms: 0, // set from the tracker below
         });
         let defaults = earshot::asr::tracker::TrackerConfig::default();
         let partial_ms = cli
@@ -378,6 +379,9 @@ impl Settings {
             max_utterance_ms: max_utt,
             ..defaults
         };
+        if let Some(a) = asr.as_mut() {
+            a.warm_up_ms = tracker.max_utterance_ms + tracker.preroll_ms + tracker.postroll_ms;
+        }
         let analysis = if cli.analysis.or(file.analysis).unwrap_or(true) {
             let d = earshot::analysis::call::AnalysisConfig::default();
             let sentences = cli
