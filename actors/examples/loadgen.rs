@@ -5,7 +5,11 @@
 //! `a=label:2`) and RFC 7865 metadata with two participants, each sending one
 //! of the streams. Once a call is answered (ACKed), both streams send PCMU
 //! in 20 ms packets at real pace (the audio file, μ-law encoded, looping)
-//! until `--hold` seconds after the answer; then BYE.
+//! until `--hold` seconds after the answer; then BYE. With `--audio-b` the
+//! second stream plays that file instead, in step with the first from the
+//! same random offset (a two-party conversation such as
+//! `tests/audio/call-talk/{a,b}.wav`); with one file the two streams play
+//! it half its length apart (both legs talking all the time).
 //!
 //! RTP comes from 1–4 sender threads (`--rtp-threads`): every stream is
 //! aligned to the same 20 ms tick and every tick sends one packet per
@@ -65,6 +69,10 @@ struct Args {
     /// else a synthetic speech-like signal).
     #[arg(long)]
     audio: Option<PathBuf>,
+    /// The second participant's audio (same format), played in step with
+    /// `--audio` on the second stream.
+    #[arg(long, requires = "audio")]
+    audio_b: Option<PathBuf>,
     /// Our address, for SIP and RTP (must be a loopback address).
     #[arg(long, default_value = "127.0.0.1")]
     local_ip: IpAddr,
@@ -187,7 +195,9 @@ struct Tx {
     ssrc: u32,
     seq: u16,
     ts: u32,
-    /// Offset of the next payload in the audio.
+    /// Which audio track this stream plays.
+    track: usize,
+    /// Offset of the next payload in the track.
     off: usize,
     first: bool,
     live: bool,
@@ -231,10 +241,12 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
 fn rtp_sender(
     local: Ipv4Addr,
     epoch: Instant,
-    audio: std::sync::Arc<Vec<u8>>,
+    audio: std::sync::Arc<Vec<Vec<u8>>>,
     cmds: Receiver<Cmd>,
 ) -> anyhow::Result<SenderStats> {
     use std::os::fd::AsRawFd;
+    // Every track has this length, a whole number of packets.
+    let len = audio[0].len();
     let sock = UdpSocket::bind(SocketAddrV4::new(local, 0))?;
     sock.set_nonblocking(true)?;
     let size: libc::c_int = 4 << 20;
@@ -265,15 +277,24 @@ fn rtp_sender(
         loop {
             match cmds.try_recv() {
                 Ok(Cmd::Add { key, dests }) => {
+                    let frames = len / SAMPLES;
+                    let at = rand::random::<usize>() % frames;
                     for (i, d) in dests.into_iter().enumerate() {
-                        let frames = audio.len() / SAMPLES;
-                        let start = (rand::random::<usize>() % frames + i * frames / 2) % frames;
+                        let track = i % audio.len();
+                        // One track: the streams half its length apart;
+                        // one per stream: in step (a conversation).
+                        let start = if audio.len() == 1 {
+                            (at + i * frames / 2) % frames
+                        } else {
+                            at
+                        };
                         txs.push(Tx {
                             key,
                             dest: sockaddr(d),
                             ssrc: rand::random(),
                             seq: rand::random(),
                             ts: rand::random(),
+                            track,
                             off: start * SAMPLES,
                             first: true,
                             live: true,
@@ -318,7 +339,7 @@ fn rtp_sender(
                 t.seq = t.seq.wrapping_add(behind as u16);
                 t.ts =
                     t.ts.wrapping_add((behind as u32).wrapping_mul(SAMPLES as u32));
-                t.off = (t.off + behind as usize * SAMPLES) % audio.len();
+                t.off = (t.off + behind as usize * SAMPLES) % len;
             }
             tick += behind;
             continue;
@@ -353,7 +374,7 @@ fn rtp_sender(
                 iov_len: h.len(),
             });
             iovs.push(libc::iovec {
-                iov_base: audio[t.off..t.off + SAMPLES].as_ptr() as *mut libc::c_void,
+                iov_base: audio[t.track][t.off..t.off + SAMPLES].as_ptr() as *mut libc::c_void,
                 iov_len: SAMPLES,
             });
         }
@@ -418,7 +439,7 @@ fn rtp_sender(
             t.seq = t.seq.wrapping_add(1);
             t.ts = t.ts.wrapping_add(SAMPLES as u32);
             t.off += SAMPLES;
-            if t.off + SAMPLES > audio.len() {
+            if t.off + SAMPLES > len {
                 t.off = 0;
             }
         }
@@ -1011,8 +1032,19 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("need --calls > 0, --cps > 0 and --hold >= 0");
     }
     let threads = args.rtp_threads.clamp(1, 4);
-    let (audio, audio_name) = load_audio(args.audio.as_deref())?;
-    let audio = std::sync::Arc::new(audio);
+    let (audio, mut audio_name) = load_audio(args.audio.as_deref())?;
+    let mut tracks = vec![audio];
+    if let Some(b) = &args.audio_b {
+        let (b, name) = load_audio(Some(b))?;
+        tracks.push(b);
+        audio_name = format!("{audio_name} + {name}");
+        // Same length, so both streams wrap together (μ-law silence pads).
+        let n = tracks.iter().map(Vec::len).max().unwrap_or(0);
+        for t in &mut tracks {
+            t.resize(n, 0xFF);
+        }
+    }
+    let audio = std::sync::Arc::new(tracks);
 
     let sock = UdpSocket::bind(SocketAddrV4::new(local_v4, 0))?;
     sock.set_read_timeout(Some(Duration::from_millis(2)))?;
