@@ -30,13 +30,7 @@ struct Args {
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    earshot_actors::metrics::process().map_or(0.0, |p| p.rss_bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -1038,10 +1038,11 @@ fn main() -> anyhow::Result<()> {
         let (b, name) = load_audio(Some(b))?;
         tracks.push(b);
         audio_name = format!("{audio_name} + {name}");
-        // Same length, so both streams wrap together (μ-law silence pads).
+        // Same length, so both streams wrap together (silence pads).
         let n = tracks.iter().map(Vec::len).max().unwrap_or(0);
+        let silence = earshot::codec::g711::linear_to_ulaw(0);
         for t in &mut tracks {
-            t.resize(n, 0xFF);
+            t.resize(n, silence);
         }
     }
     let audio = std::sync::Arc::new(tracks);

@@ -102,14 +102,14 @@ pub struct AsrSettings {
     /// default follows `audio_ctx`.
     pub pack: bool,
     /// Silence each pool worker decodes before it takes any job: the
-    /// longest audio one job carries (the tracker's longest utterance plus
-    /// its rolls; at least [`PACK_MAX`] when packing). whisper.cpp grows a
-    /// state's buffers to the largest window it has decoded and keeps them
-    /// (tiny.en q8_0: 78 MB loaded, 130 MB once it has met a 16 s
-    /// utterance, flat after; `scripts/bench-asr-memory`), so without this
-    /// the engine's RSS creeps up for minutes as the workers meet longer
-    /// utterances. Warmed, the footprint is there from the start and flat
-    /// after, and no call pays for the growth. 0: no warm-up.
+    /// longest audio one job carries (set by the configuration: the
+    /// tracker's longest utterance plus its rolls, at least [`PACK_MAX`]
+    /// when packing). whisper.cpp grows a state's buffers to the largest
+    /// window it has decoded and keeps them (tiny.en q8_0: 79 MB loaded,
+    /// 126 MB after windows of 1 to 15 s; `scripts/bench-asr-memory`), so a
+    /// cold worker's memory grows as it meets longer utterances. Warmed,
+    /// the state's footprint is there from the start and flat after, and no
+    /// call pays for the growth. 0: no warm-up.
     pub warm_up_ms: u64,
 }
 
@@ -361,10 +361,7 @@ impl Recognizer {
     }
 
     fn run(mut self, finals: Receiver<Job>, partials: Receiver<Job>) {
-        let mut warm_ms = self.settings.warm_up_ms;
-        if warm_ms > 0 && self.settings.pack {
-            warm_ms = warm_ms.max(PACK_MAX.as_millis() as u64);
-        }
+        let warm_ms = self.settings.warm_up_ms;
         if warm_ms > 0 {
             let t0 = Instant::now();
             match self.warm_up(warm_ms) {

@@ -380,7 +380,13 @@ impl Settings {
             ..defaults
         };
         if let Some(a) = asr.as_mut() {
-            a.warm_up_ms = tracker.max_utterance_ms + tracker.preroll_ms + tracker.postroll_ms;
+            // The longest audio one decode gets (see AsrSettings::warm_up_ms).
+            let longest = tracker.max_utterance_ms + tracker.preroll_ms + tracker.postroll_ms;
+            a.warm_up_ms = if a.pack {
+                longest.max(crate::asr::PACK_MAX.as_millis() as u64)
+            } else {
+                longest
+            };
         }
         let analysis = if cli.analysis.or(file.analysis).unwrap_or(true) {
             let d = earshot::analysis::call::AnalysisConfig::default();
@@ -540,6 +546,23 @@ mod tests {
         assert_eq!(s.media_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(s.http_listen, "0.0.0.0:8123".parse().unwrap());
         assert_eq!(s.rtp_timeout_secs, 30, "default RTP timeout");
+    }
+
+    #[test]
+    fn asr_warm_up_covers_the_longest_window() {
+        let warm = |args: &[&str]| {
+            let mut a = vec!["--asr", "true"];
+            a.extend_from_slice(args);
+            Settings::load(cli(&a)).unwrap().asr.unwrap().warm_up_ms
+        };
+        // The longest utterance plus the tracker's 200 ms pre- and post-roll.
+        assert_eq!(warm(&[]), 15_400);
+        assert_eq!(warm(&["--asr-max-utterance-ms", "10000"]), 10_400);
+        // Packed finals join up to PACK_MAX of audio.
+        assert_eq!(
+            warm(&["--asr-pack", "true", "--asr-max-utterance-ms", "10000"]),
+            28_000
+        );
     }
 
     #[test]

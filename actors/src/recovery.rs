@@ -115,10 +115,11 @@ mod tests {
         for i in 0..800i16 {
             w.write_sample(i).unwrap();
         }
-        w.flush().unwrap(); // header says 800 samples
-                            // Crash: no finalize. Samples written after that last header update
-                            // reached the file (the writer's buffer went out), and half a frame
-                            // at the end.
+        // The header says 800 samples.
+        w.flush().unwrap();
+        // Crash: no finalize. Samples written after that last header update
+        // reached the file (the writer's buffer went out), and half a frame
+        // at the end.
         std::mem::forget(w);
         let mut tail: Vec<u8> = (0..1200i16).flat_map(|i| (-i).to_le_bytes()).collect();
         tail.extend([1, 2, 3]);
