@@ -182,7 +182,7 @@ fn helpline_call_is_analysed_live_and_after() {
             values(ents, "CASE_NUMBER")
                 .iter()
                 .any(|c| c.contains("45721")),
-            "{ents}"
+            "{ents}\ntranscript: {transcript}"
         );
     } else {
         eprintln!("case number not transcribed as digits this run: {transcript}");
