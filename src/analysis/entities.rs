@@ -21,8 +21,9 @@
 //! strings), but only for a capitalised word right after a place word
 //! ("from", "in", ...), which is rare. The state kept across segments is
 //! small and bounded by the call's distinct names: known names, one
-//! pending question ("can I have your account number?") and one number
-//! held back in case it continues in the speaker's next segment.
+//! pending question ("can I have your account number?"), one number
+//! held back in case it continues in the speaker's next segment, and one
+//! trigger phrase that ended a segment ("I have opened case number" ...).
 
 use super::{read_text, AnalysisError};
 use crate::asr::wer::normalize as words;
@@ -1066,6 +1067,15 @@ struct Asked {
     left: u8,
 }
 
+/// A trigger phrase that ended its segment ("I have opened case number" /
+/// "4 5 7 2 1 for you."): the same speaker's next digits may be its number.
+#[derive(Debug, Clone)]
+struct Pending {
+    label: String,
+    speaker: String,
+    end_time: f64,
+}
+
 /// A number that ended its segment, held in case it continues.
 #[derive(Debug, Clone)]
 struct Held {
@@ -1093,7 +1103,10 @@ struct Held {
 ///   and digits counts too. When the trigger is a question ("can I have
 ///   your account number?", `numbers.ask_words` or "?"), the other
 ///   party's next digits (within `answer_seconds`, two segments) are that
-///   number (source "answer").
+///   number (source "answer"). A pause between the phrase and the digits
+///   is allowed: a full stop there ("case number. 4 5 7 2 1"), or the
+///   phrase ending the segment when the same speaker's next segment
+///   starts with the digits (within `numbers.continue_seconds`).
 /// * AMOUNT: "$85", "KSh 500", "eighty five dollars", "ten dollars and
 ///   fifty cents", "50 pence", normalized "85 USD", "10.50 USD".
 /// * AGE: "12 years old", "twelve year old", "aged 12", "age of 12".
@@ -1142,6 +1155,7 @@ pub struct RuleEntities {
     name_parts: HashMap<String, usize>,
     asked: Option<Asked>,
     held: Option<Held>,
+    pending: Option<Pending>,
 }
 
 /// One segment being read.
@@ -1268,6 +1282,7 @@ impl RuleEntities {
             name_parts: HashMap::new(),
             asked: None,
             held: None,
+            pending: None,
         }
     }
 
@@ -1279,6 +1294,7 @@ impl RuleEntities {
             name_parts: HashMap::new(),
             asked: None,
             held: None,
+            pending: None,
         }
     }
 
@@ -1351,6 +1367,36 @@ impl RuleEntities {
         }
     }
 
+    /// A trigger phrase that ended the speaker's previous segment takes the
+    /// digits this segment starts with (same speaker, within
+    /// `numbers.continue_seconds`).
+    fn settle_pending(&mut self, c: &mut Cur) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let seg = c.seg;
+        if p.speaker != seg.speaker || seg.start_time - p.end_time > self.rules.continue_seconds {
+            return;
+        }
+        let mut j = 0;
+        while j < c.toks.len() && self.rules.fillers.contains(&c.toks[j].norm) {
+            j += 1;
+        }
+        if let Some((d, k)) = read_digits(&c.toks, j, &c.taken) {
+            if d.len() >= 3 {
+                self.number(c, j, k, d, Some(&p.label), "trigger", 0.85);
+                // The number is given: nobody is asked for it any more.
+                if self
+                    .asked
+                    .as_ref()
+                    .is_some_and(|a| a.label == p.label && a.speaker == p.speaker)
+                {
+                    self.asked = None;
+                }
+            }
+        }
+    }
+
     /// Report a digit string at `i..j` (or hold it if it ends the segment).
     #[allow(clippy::too_many_arguments)]
     fn number(
@@ -1416,7 +1462,22 @@ impl RuleEntities {
             {
                 j += 1;
             }
+            // "case number. 4, 5, 7, 2, 1": the recogniser's full stop at a
+            // pause; a question is left to `answers`.
             let after_stop = c.toks[j - 1].brk >= Brk::Stop;
+            let stop_then_digits = c.toks[j - 1].brk == Brk::Stop
+                && j < c.toks.len()
+                && !c.taken[j]
+                && digit_item(&c.toks, j).is_some();
+            if stop_then_digits {
+                if let Some((d, k)) = read_digits(&c.toks, j, &c.taken) {
+                    if d.len() >= 3 {
+                        self.number(c, j, k, d, Some(&lab), "trigger", 0.85);
+                        i = k;
+                        continue;
+                    }
+                }
+            }
             if !after_stop && j < c.toks.len() && !c.taken[j] {
                 if let Some((d, k)) = read_digits(&c.toks, j, &c.taken) {
                     if d.len() >= 3 {
@@ -1452,10 +1513,19 @@ impl RuleEntities {
             }
             if self.asking(&c.toks, i) {
                 self.asked = Some(Asked {
-                    label: lab,
+                    label: lab.clone(),
                     speaker: c.seg.speaker.clone(),
                     time: c.seg.end_time,
                     left: 2,
+                });
+            }
+            // Said to the other party or not ("I have opened case number"
+            // is not a question), the speaker may go on with the digits.
+            if j == c.toks.len() && c.toks[j - 1].brk != Brk::Question {
+                self.pending = Some(Pending {
+                    label: lab,
+                    speaker: c.seg.speaker.clone(),
+                    end_time: c.seg.end_time,
                 });
             }
             i += n;
@@ -2450,6 +2520,7 @@ impl EntityExtractor for RuleEntities {
             places: vec![],
         };
         self.settle_held(&mut c);
+        self.settle_pending(&mut c);
         self.emails(&mut c);
         self.numeric_dates(&mut c);
         self.triggered_numbers(&mut c);
@@ -2468,6 +2539,7 @@ impl EntityExtractor for RuleEntities {
 
     fn finish(&mut self) -> Vec<Entity> {
         self.asked = None;
+        self.pending = None;
         self.held
             .take()
             .and_then(|h| self.release(h))
@@ -2838,6 +2910,62 @@ mod tests {
             ["773419"]
         );
         assert!(of("the case is closed", "CASE_NUMBER").is_empty());
+    }
+
+    #[test]
+    fn a_trigger_at_a_pause_takes_the_digits_after_it() {
+        // Cut by the recogniser's full stop, or by the end of the segment.
+        assert_eq!(
+            of(
+                "I have opened case number. 4, 5, 7, 2, 1 for you.",
+                "CASE_NUMBER"
+            ),
+            ["45721"]
+        );
+        for first in [
+            "Thank you for holding. I have opened case number.",
+            "Thank you for holding. I have opened case number",
+        ] {
+            let mut x = shipped();
+            assert!(x.extract(&seg(0, "A", 48.6, first)).is_empty());
+            let mut v = x.extract(&seg(1, "A", 52.0, "4, 5, 7, 2, 1 for you."));
+            v.extend(x.finish());
+            assert_eq!(v.len(), 1, "{first}: {v:?}");
+            assert_eq!(v[0].label, "CASE_NUMBER");
+            assert_eq!(v[0].normalized.as_deref(), Some("45721"));
+            assert_eq!(v[0].segment_id, 1);
+            // The other party's digits next are not taken as an answer.
+            let v = x.extract(&seg(2, "B", 54.5, "Thank you. 3 4 5 6"));
+            assert!(v.iter().all(|e| e.label != "CASE_NUMBER"), "{v:?}");
+        }
+        // Not after a question, another speaker's turn, or a long pause;
+        // nor digits later in the next segment.
+        let cases: [(&str, &str, f64, &str); 4] = [
+            ("What is your case number?", "A", 3.0, "12345 is mine"),
+            ("I have opened case number", "B", 3.0, "3 people called"),
+            ("I have opened case number", "A", 20.0, "12345 is mine"),
+            ("I have opened case number", "A", 3.0, "wait, 12345"),
+        ];
+        for (first, who, t, next) in cases {
+            let mut x = shipped();
+            x.extract(&seg(0, "A", 0.0, first));
+            let mut v = x.extract(&seg(1, who, t, next));
+            v.extend(x.finish());
+            assert!(
+                v.iter()
+                    .all(|e| e.label != "CASE_NUMBER" || e.source == "answer"),
+                "{first} / {next}: {v:?}"
+            );
+            if who == "A" {
+                assert!(v.iter().all(|e| e.label != "CASE_NUMBER"), "{v:?}");
+            }
+        }
+        // A sentence after the stop that does not start with digits.
+        assert!(of(
+            "I have opened a case number. Call 12345 today",
+            "CASE_NUMBER"
+        )
+        .is_empty());
     }
 
     #[test]
