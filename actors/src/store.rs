@@ -1,25 +1,67 @@
 //! The sled-backed [`SessionStore`], and the actor that owns it on its own
 //! thread so flushes never block the event loop.
 //!
-//! Layout: tree `sessions` maps Call-ID → JSON record; tree `by_start` maps
-//! `start micros (BE) ‖ Call-ID` → Call-ID for newest-first listing; tree
-//! `by_key` maps every original-call identifier → Call-ID.
+//! Layout: tree `records` maps `start micros (BE) ‖ Call-ID` → JSON record,
+//! so records are in start order (newest-first listing is a reverse scan);
+//! tree `by_id` maps Call-ID → that key; tree `by_key` maps every
+//! original-call identifier → Call-ID.
+//!
+//! Why records are keyed by start time: sled 0.34 keeps every page it has
+//! read back from disk resident, whatever `cache_capacity` says. Keyed by
+//! Call-ID (random), each new call's writes landed on a random old page,
+//! so the resident set grew with the whole database: 150 MB after 12,000
+//! sessions of 15 KB in `scripts/bench-store-memory`, and the engine's RSS
+//! with it. Keyed by start time, live calls write only the newest pages.
+//! The random-keyed indexes hold only short ids and are written once per
+//! call (the store remembers which calls it has indexed).
+//!
+//! A store in the first layout (`sessions` keyed by Call-ID, `by_start`)
+//! is moved into this one when opened.
 
 use actix::prelude::*;
 use earshot::session::{
     paginate, CallStatus, Page, SessionQuery, SessionRecord, SessionStore, StoreError,
 };
+use std::collections::HashMap;
 use std::path::Path;
 
 /// sled page-cache size.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
-#[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
-    sessions: sled::Tree,
-    by_start: sled::Tree,
+    records: sled::Tree,
+    by_id: sled::Tree,
     by_key: sled::Tree,
+    /// Calls this handle has indexed: Call-ID → (records key, lookup keys
+    /// written), so a journal write touches only `records`. Bounded: cleared
+    /// when it reaches [`INDEXED_MAX`] (the next write of a call re-reads
+    /// `by_id`).
+    indexed: HashMap<String, (Vec<u8>, usize)>,
+}
+
+/// Calls remembered as indexed (far more than the live calls).
+const INDEXED_MAX: usize = 16_384;
+
+impl Clone for SledStore {
+    /// Another handle on the same database (its own, empty index memory).
+    fn clone(&self) -> Self {
+        SledStore {
+            db: self.db.clone(),
+            records: self.records.clone(),
+            by_id: self.by_id.clone(),
+            by_key: self.by_key.clone(),
+            indexed: HashMap::new(),
+        }
+    }
+}
+
+/// The `records` key of a session: start micros (big-endian) ‖ Call-ID.
+fn record_key(rec: &SessionRecord) -> Vec<u8> {
+    let micros = rec.start_time.timestamp_micros().max(0) as u64;
+    let mut k = micros.to_be_bytes().to_vec();
+    k.extend_from_slice(rec.call_id.as_str().as_bytes());
+    k
 }
 
 /// sled's background flush interval, ms.
@@ -41,12 +83,44 @@ impl SledStore {
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()
             .map_err(io)?;
-        Ok(SledStore {
-            sessions: db.open_tree("sessions").map_err(io)?,
-            by_start: db.open_tree("by_start").map_err(io)?,
+        let mut store = SledStore {
+            records: db.open_tree("records").map_err(io)?,
+            by_id: db.open_tree("by_id").map_err(io)?,
             by_key: db.open_tree("by_key").map_err(io)?,
             db,
-        })
+            indexed: HashMap::new(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Move a store in the first layout (`sessions` keyed by Call-ID,
+    /// `by_start`) into this one, then drop the old trees.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let names = self.db.tree_names();
+        if !names.iter().any(|n| n.as_ref() == b"sessions") {
+            return Ok(());
+        }
+        let old = self.db.open_tree("sessions").map_err(io)?;
+        let mut moved = 0usize;
+        for item in old.iter() {
+            let (id, v) = item.map_err(io)?;
+            match Self::decode(&id, &v) {
+                Ok(rec) => {
+                    self.write(&rec)?;
+                    moved += 1;
+                }
+                Err(e) => tracing::warn!(%e, "not moving a corrupt session"),
+            }
+        }
+        self.db.flush().map_err(io)?;
+        self.db.drop_tree("sessions").map_err(io)?;
+        if names.iter().any(|n| n.as_ref() == b"by_start") {
+            self.db.drop_tree("by_start").map_err(io)?;
+        }
+        self.db.flush().map_err(io)?;
+        tracing::info!(moved, "session store moved to start-ordered records");
+        Ok(())
     }
 
     /// Another tree of the same database (e.g. the notifier's dead letters).
@@ -61,7 +135,7 @@ impl SledStore {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let mut ids = vec![];
-        for item in self.sessions.iter() {
+        for item in self.records.iter() {
             let (_, v) = item.map_err(io)?;
             let Ok(mut rec) = serde_json::from_slice::<SessionRecord>(&v) else {
                 continue;
@@ -77,17 +151,42 @@ impl SledStore {
         Ok(ids)
     }
 
-    fn write(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+    fn write(&mut self, rec: &SessionRecord) -> Result<(), StoreError> {
         let json = serde_json::to_vec(rec).map_err(io)?;
-        let id = rec.call_id.as_str().as_bytes();
-        self.sessions.insert(id, json).map_err(io)?;
-        let micros = rec.start_time.timestamp_micros().max(0) as u64;
-        let mut k = micros.to_be_bytes().to_vec();
-        k.extend_from_slice(id);
-        self.by_start.insert(k, id).map_err(io)?;
-        for key in rec.lookup_keys().into_iter().skip(1) {
-            self.by_key.insert(key.as_bytes(), id).map_err(io)?;
+        let id = rec.call_id.as_str();
+        let key = record_key(rec);
+        let lookups = rec.lookup_keys();
+        let known = self.indexed.get(id);
+        if known.is_some_and(|(k, n)| *k == key && *n == lookups.len()) {
+            self.records.insert(key, json).map_err(io)?;
+            return Ok(());
         }
+        // First write of this call by this handle, a new start time or new
+        // original-call identifiers: (re)index it.
+        let old = match known {
+            Some((k, _)) => Some(k.clone()),
+            None => self
+                .by_id
+                .get(id.as_bytes())
+                .map_err(io)?
+                .map(|k| k.to_vec()),
+        };
+        if let Some(old) = old.filter(|o| *o != key) {
+            self.records.remove(old).map_err(io)?;
+        }
+        self.records.insert(key.as_slice(), json).map_err(io)?;
+        self.by_id
+            .insert(id.as_bytes(), key.as_slice())
+            .map_err(io)?;
+        for k in lookups.iter().skip(1) {
+            self.by_key
+                .insert(k.as_bytes(), id.as_bytes())
+                .map_err(io)?;
+        }
+        if self.indexed.len() >= INDEXED_MAX {
+            self.indexed.clear();
+        }
+        self.indexed.insert(id.to_string(), (key, lookups.len()));
         Ok(())
     }
 
@@ -110,7 +209,14 @@ impl SessionStore for SledStore {
     }
 
     fn get(&self, call_id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        match self.sessions.get(call_id.as_bytes()).map_err(io)? {
+        let key = match self.indexed.get(call_id) {
+            Some((k, _)) => k.clone(),
+            None => match self.by_id.get(call_id.as_bytes()).map_err(io)? {
+                Some(k) => k.to_vec(),
+                None => return Ok(None),
+            },
+        };
+        match self.records.get(key).map_err(io)? {
             Some(v) => Ok(Some(Self::decode(call_id.as_bytes(), &v)?)),
             None => Ok(None),
         }
@@ -127,10 +233,10 @@ impl SessionStore for SledStore {
     }
 
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
-        let iter = self.by_start.iter().rev().filter_map(|item| {
-            let (_, id) = item.ok()?;
-            let v = self.sessions.get(&id).ok()??;
-            match Self::decode(&id, &v) {
+        let iter = self.records.iter().rev().filter_map(|item| {
+            let (k, v) = item.ok()?;
+            let id = k.get(8..).unwrap_or_default();
+            match Self::decode(id, &v) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::warn!(%e, "skipping corrupt session");
@@ -142,7 +248,7 @@ impl SessionStore for SledStore {
     }
 
     fn len(&self) -> usize {
-        self.sessions.len()
+        self.records.len()
     }
 }
 
@@ -256,5 +362,81 @@ mod tests {
         let ids: Vec<_> = page.items.iter().map(|r| r.call_id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
         assert_eq!(s.get("a").unwrap().unwrap().status, CallStatus::Completed);
+    }
+
+    #[test]
+    fn a_new_start_time_moves_the_record_and_indexes_stay_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        let mut a = rec("a", 5);
+        s.put_lazy(&a).unwrap();
+        s.put_lazy(&rec("b", 3)).unwrap();
+        // Journal writes of a known call touch only its record.
+        a.cumulative_transcript = "hello".into();
+        s.put_lazy(&a).unwrap();
+        assert_eq!(s.get("a").unwrap().unwrap().cumulative_transcript, "hello");
+        // Its start moves earlier, and an original-call id arrives.
+        a.start_time -= chrono::Duration::seconds(4);
+        a.source.original_call_ids.push(OriginalCallId {
+            kind: "ucid".into(),
+            value: "U-9".into(),
+        });
+        s.put(&a).unwrap();
+        assert_eq!(s.len(), 2);
+        let ids: Vec<String> = s
+            .list(&SessionQuery::default())
+            .unwrap()
+            .items
+            .iter()
+            .map(|r| r.call_id.as_str().to_string())
+            .collect();
+        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(s.find("U-9").unwrap().unwrap().call_id.as_str(), "a");
+        // Another handle (no index memory) sees the same and writes right.
+        let mut t = s.clone();
+        a.cumulative_transcript = "bye".into();
+        t.put(&a).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(s.get("a").unwrap().unwrap().cumulative_transcript, "bye");
+    }
+
+    #[test]
+    fn a_store_in_the_first_layout_is_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = rec("a", 1);
+        let mut b = rec("b", 2);
+        b.source.original_call_ids.push(OriginalCallId {
+            kind: "ucid".into(),
+            value: "U-2".into(),
+        });
+        {
+            // The first layout: sessions by Call-ID, by_start, by_key.
+            let db = sled::open(dir.path()).unwrap();
+            let sessions = db.open_tree("sessions").unwrap();
+            let by_start = db.open_tree("by_start").unwrap();
+            let by_key = db.open_tree("by_key").unwrap();
+            for r in [&a, &b] {
+                let id = r.call_id.as_str().as_bytes();
+                sessions.insert(id, serde_json::to_vec(r).unwrap()).unwrap();
+                by_start.insert(record_key(r), id).unwrap();
+            }
+            by_key.insert("U-2", "b").unwrap();
+            sessions.insert("bad", &b"{not json"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get("a").unwrap().unwrap(), a);
+        assert_eq!(s.find("U-2").unwrap().unwrap(), b);
+        let page = s.list(&SessionQuery::default()).unwrap();
+        let ids: Vec<_> = page.items.iter().map(|r| r.call_id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let names = s.db.tree_names();
+        assert!(!names.iter().any(|n| n.as_ref() == b"sessions"));
+        assert!(!names.iter().any(|n| n.as_ref() == b"by_start"));
+        drop(s);
+        // Opening again finds nothing left to move.
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.len(), 2);
     }
 }
