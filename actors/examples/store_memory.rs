@@ -2,14 +2,11 @@
 //! (`scripts/bench-store-memory` drives it).
 //!
 //! Opens a `SledStore` as the engine does (same cache and flush settings)
-//! in a fresh directory and writes CALLS sessions the way a call does
-//! (Call-IDs random, as an SBC's are):
-//! with `--raw`, bytes into a tree of its own; otherwise real
-//! `SessionRecord`s through the `SessionStore` trait (three trees, the
-//! final write durable, i.e. flushed). Each record is journaled a few
-//! times as it grows, then written whole at the end. With `--keep N` (raw
-//! only) the oldest sessions beyond N are removed as new ones end. Prints
-//! the process RSS every `--every` sessions as `sessions rss_mb`.
+//! in a fresh directory and writes CALLS real `SessionRecord`s through the
+//! `SessionStore` trait, the way calls do: random Call-IDs (as an SBC's
+//! are), `--live` sessions at once journaled in turn as they grow, then
+//! each written whole and durably (flushed) as it ends. Prints the process
+//! RSS every `--every` sessions as `sessions rss_mb`.
 //!
 //! cargo run --release -p earshot-actors --example store_memory -- --calls 12000
 
@@ -17,6 +14,7 @@ use clap::Parser;
 use earshot::ids::CallId;
 use earshot::session::{SessionRecord, SessionStore, SourceInfo};
 use earshot_actors::store::SledStore;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -29,19 +27,13 @@ struct Args {
     /// Journal writes before the final one.
     #[arg(long, default_value_t = 5)]
     journal: usize,
-    /// Keep only the newest N sessions (0: keep all).
-    #[arg(long, default_value_t = 0)]
-    keep: u64,
     #[arg(long, default_value_t = 1_000)]
     every: u64,
-    /// Sessions live at once (records): each new session starts as the
+    /// Sessions live at once: each new session starts as the
     /// oldest ends, and live ones are journaled in turn, interleaved as
     /// concurrent calls are.
     #[arg(long, default_value_t = 1)]
     live: u64,
-    /// Raw bytes into one tree instead of session records.
-    #[arg(long)]
-    raw: bool,
     /// Store directory (removed first).
     #[arg(long, default_value = "target/store-memory")]
     dir: PathBuf,
@@ -55,89 +47,61 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let _ = std::fs::remove_dir_all(&a.dir);
     let mut store = SledStore::open(&a.dir)?;
-    let tree = store.tree("bench")?;
     println!("sessions\trss_mb");
     println!("0\t{:.1}", rss_mb());
-    // Record text that compresses like JSON would not: varied digits.
-    let body: Vec<u8> = (0..a.record_bytes)
-        .map(|i| b"{\"segment_id\":0123456789,abcdefghij}"[(i * 7 + i / 13) % 36])
+    // Transcript text of varied characters (no long runs).
+    let text: String = (0..a.record_bytes)
+        .map(|i| char::from(b"{\"segment_id\":0123456789,abcdefghij}"[(i * 7 + i / 13) % 36]))
         .collect();
-    if !a.raw {
-        let text: String = body.iter().map(|&b| b as char).collect();
-        let id_of = |n: u64| {
-            format!(
-                "lg-{:016x}-{n}@127.0.0.1",
-                n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            )
-        };
-        let live = a.live.max(1);
-        let stride = (live / a.journal.max(1) as u64).max(1);
-        let mut recs = std::collections::VecDeque::new();
-        let base = serde_json::to_vec(&SessionRecord::new(
-            CallId::new(id_of(0)),
-            chrono::Utc::now(),
-            SourceInfo::default(),
-        ))?
-        .len();
-        let room = a.record_bytes.saturating_sub(base);
-        // Stage k of journal+1 holds k/(journal+1) of the final text.
-        let write = |store: &mut SledStore, rec: &mut SessionRecord, k: usize, durable: bool| {
-            rec.cumulative_transcript = text[..room * k / (a.journal + 1)].to_string();
-            if durable {
-                store.put(rec)
-            } else {
-                store.put_lazy(rec)
-            }
-        };
-        for n in 0..a.calls {
-            recs.push_back((
-                n,
-                SessionRecord::new(
-                    CallId::new(id_of(n)),
-                    chrono::Utc::now(),
-                    SourceInfo::default(),
-                ),
-            ));
-            // Journal the live sessions whose turn it is.
-            for (start, rec) in recs.iter_mut() {
-                let age = n - *start;
-                if age % stride == 0 && age / stride < a.journal as u64 {
-                    write(&mut store, rec, (age / stride) as usize + 1, false)?;
-                }
-            }
-            if recs.len() as u64 >= live {
-                let (_, mut rec) = recs.pop_front().expect("live");
-                write(&mut store, &mut rec, a.journal + 1, true)?;
-            }
-            if (n + 1) % a.every == 0 {
-                println!("{}\t{:.1}", n + 1, rss_mb());
-            }
+    let id_of = |n: u64| {
+        format!(
+            "lg-{:016x}-{n}@127.0.0.1",
+            n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
+    };
+    let live = a.live.max(1);
+    let stride = (live / a.journal.max(1) as u64).max(1);
+    let mut recs = VecDeque::new();
+    let base = serde_json::to_vec(&SessionRecord::new(
+        CallId::new(id_of(0)),
+        chrono::Utc::now(),
+        SourceInfo::default(),
+    ))?
+    .len();
+    let room = a.record_bytes.saturating_sub(base);
+    // Stage k of journal+1 holds k/(journal+1) of the final text.
+    let write = |store: &mut SledStore, rec: &mut SessionRecord, k: usize, durable: bool| {
+        rec.cumulative_transcript = text[..room * k / (a.journal + 1)].to_string();
+        if durable {
+            store.put(rec)
+        } else {
+            store.put_lazy(rec)
         }
-        println!("end\t{:.1}", rss_mb());
-        return Ok(());
-    }
+    };
     for n in 0..a.calls {
-        let key = format!("call-{n:08}-{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for j in 1..=a.journal {
-            tree.insert(
-                key.as_bytes(),
-                &body[..a.record_bytes * j / (a.journal + 1)],
-            )?;
+        recs.push_back((
+            n,
+            SessionRecord::new(
+                CallId::new(id_of(n)),
+                chrono::Utc::now(),
+                SourceInfo::default(),
+            ),
+        ));
+        // Journal the live sessions whose turn it is.
+        for (start, rec) in recs.iter_mut() {
+            let age = n - *start;
+            if age % stride == 0 && age / stride < a.journal as u64 {
+                write(&mut store, rec, (age / stride) as usize + 1, false)?;
+            }
         }
-        tree.insert(key.as_bytes(), &body[..])?;
-        if a.keep > 0 && n >= a.keep {
-            let old = n - a.keep;
-            let old_key = format!(
-                "call-{old:08}-{:016x}",
-                old.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            );
-            tree.remove(old_key.as_bytes())?;
+        if recs.len() as u64 >= live {
+            let (_, mut rec) = recs.pop_front().expect("live");
+            write(&mut store, &mut rec, a.journal + 1, true)?;
         }
         if (n + 1) % a.every == 0 {
             println!("{}\t{:.1}", n + 1, rss_mb());
         }
     }
-    tree.flush()?;
-    println!("flushed\t{:.1}", rss_mb());
+    println!("end\t{:.1}", rss_mb());
     Ok(())
 }

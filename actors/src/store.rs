@@ -64,6 +64,11 @@ fn record_key(rec: &SessionRecord) -> Vec<u8> {
     k
 }
 
+/// The Call-ID in a `records` key.
+fn key_call_id(key: &[u8]) -> &[u8] {
+    key.get(std::mem::size_of::<u64>()..).unwrap_or_default()
+}
+
 /// sled's background flush interval, ms.
 pub const FLUSH_EVERY_MS: u64 = 200;
 
@@ -235,8 +240,7 @@ impl SessionStore for SledStore {
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
         let iter = self.records.iter().rev().filter_map(|item| {
             let (k, v) = item.ok()?;
-            let id = k.get(8..).unwrap_or_default();
-            match Self::decode(id, &v) {
+            match Self::decode(key_call_id(&k), &v) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::warn!(%e, "skipping corrupt session");

@@ -1462,30 +1462,22 @@ impl RuleEntities {
             {
                 j += 1;
             }
-            // "case number. 4, 5, 7, 2, 1": the recogniser's full stop at a
-            // pause; a question is left to `answers`.
-            let after_stop = c.toks[j - 1].brk >= Brk::Stop;
-            let stop_then_digits = c.toks[j - 1].brk == Brk::Stop
-                && j < c.toks.len()
-                && !c.taken[j]
-                && digit_item(&c.toks, j).is_some();
-            if stop_then_digits {
+            // Digits right after the phrase, or after the recogniser's full
+            // stop at a pause ("case number. 4, 5, 7, 2, 1", less sure); a
+            // question is left to `answers`.
+            let brk = c.toks[j - 1].brk;
+            let free = j < c.toks.len() && !c.taken[j];
+            if free && brk <= Brk::Stop {
                 if let Some((d, k)) = read_digits(&c.toks, j, &c.taken) {
                     if d.len() >= 3 {
-                        self.number(c, j, k, d, Some(&lab), "trigger", 0.85);
+                        let strength = if brk == Brk::Stop { 0.85 } else { 0.9 };
+                        self.number(c, j, k, d, Some(&lab), "trigger", strength);
                         i = k;
                         continue;
                     }
                 }
             }
-            if !after_stop && j < c.toks.len() && !c.taken[j] {
-                if let Some((d, k)) = read_digits(&c.toks, j, &c.taken) {
-                    if d.len() >= 3 {
-                        self.number(c, j, k, d, Some(&lab), "trigger", 0.9);
-                        i = k;
-                        continue;
-                    }
-                }
+            if free && brk < Brk::Stop {
                 // Letters then digits: "RF 88123", "CS-4572".
                 let t = &c.toks[j];
                 let letters = (1..=3).contains(&t.raw.len())
