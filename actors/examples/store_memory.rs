@@ -39,6 +39,32 @@ struct Args {
     dir: PathBuf,
 }
 
+/// Words of the transcript-like text (one string, split at spaces).
+const WORDS: &str = "thank you for calling how can I help today my account number is the \
+    payment was taken twice this month let me check that please hold one moment okay yes no \
+    sorry about refund card address changed last week and bill says wrong amount could we set \
+    up a plan it will take three to five working days is there anything else great have nice \
+    day name date of birth confirm postcode email phone line internet down since morning \
+    engineer visit tomorrow between eight twelve case reference cancel contract upgrade price \
+    discount offer";
+
+/// About `bytes` of space-separated words from [`WORDS`] (xorshift, fixed
+/// seed).
+fn transcript_text(bytes: usize) -> String {
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut out = String::with_capacity(bytes + 16);
+    while out.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(words[(x % words.len() as u64) as usize]);
+        out.push(' ');
+    }
+    out.truncate(bytes);
+    out
+}
+
 fn rss_mb() -> f64 {
     earshot_actors::metrics::process().map_or(0.0, |p| p.rss_bytes as f64 / (1024.0 * 1024.0))
 }
@@ -49,10 +75,10 @@ fn main() -> anyhow::Result<()> {
     let mut store = SledStore::open(&a.dir)?;
     println!("sessions\trss_mb");
     println!("0\t{:.1}", rss_mb());
-    // Transcript text of varied characters (no long runs).
-    let text: String = (0..a.record_bytes)
-        .map(|i| char::from(b"{\"segment_id\":0123456789,abcdefghij}"[(i * 7 + i / 13) % 36]))
-        .collect();
+    // Transcript-like text: words drawn at random from a call-centre
+    // vocabulary, so it compresses about as real records do (zstd takes
+    // both to about a quarter).
+    let text = transcript_text(a.record_bytes);
     let id_of = |n: u64| {
         format!(
             "lg-{:016x}-{n}@127.0.0.1",
