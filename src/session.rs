@@ -439,19 +439,38 @@ impl SessionRecord {
         keys
     }
 
-    /// True when `needle` matches a participant's AOR, name or id
-    /// (case-insensitive substring).
-    pub fn has_participant(&self, needle: &str) -> bool {
-        let n = needle.to_lowercase();
-        self.participants.iter().any(|p| {
-            p.participant_id.0.to_lowercase().contains(&n)
-                || p.aor
-                    .as_deref()
-                    .is_some_and(|a| a.to_lowercase().contains(&n))
-                || p.name
-                    .as_deref()
-                    .is_some_and(|a| a.to_lowercase().contains(&n))
-        })
+    /// What a participant filter looks in: each participant's id, AOR and
+    /// name, lowercased.
+    pub fn participant_keys(&self) -> Vec<String> {
+        self.participants
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(p.participant_id.0.as_str())
+                    .chain(p.aor.as_deref())
+                    .chain(p.name.as_deref())
+            })
+            .map(str::to_lowercase)
+            .collect()
+    }
+}
+
+/// What `GET /api/v1/calls` filters on. A store keeps one beside each
+/// record, so a list reads whole records only for the page it returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListingEntry {
+    pub status: CallStatus,
+    pub start_time: DateTime<Utc>,
+    /// [`SessionRecord::participant_keys`].
+    pub participants: Vec<String>,
+}
+
+impl ListingEntry {
+    pub fn of(r: &SessionRecord) -> ListingEntry {
+        ListingEntry {
+            status: r.status,
+            start_time: r.start_time,
+            participants: r.participant_keys(),
+        }
     }
 }
 
@@ -503,14 +522,14 @@ impl Default for SessionQuery {
 }
 
 impl SessionQuery {
-    pub fn matches(&self, r: &SessionRecord) -> bool {
-        self.status.is_none_or(|s| s == r.status)
-            && self.from.is_none_or(|f| r.start_time >= f)
-            && self.to.is_none_or(|t| r.start_time <= t)
-            && self
-                .participant
-                .as_deref()
-                .is_none_or(|p| r.has_participant(p))
+    pub fn matches(&self, e: &ListingEntry) -> bool {
+        self.status.is_none_or(|s| s == e.status)
+            && self.from.is_none_or(|f| e.start_time >= f)
+            && self.to.is_none_or(|t| e.start_time <= t)
+            && self.participant.as_deref().is_none_or(|p| {
+                let needle = p.to_lowercase();
+                e.participants.iter().any(|k| k.contains(&needle))
+            })
     }
 }
 
@@ -548,17 +567,15 @@ pub trait SessionStore: Send {
     }
 }
 
-/// Apply a query to records already sorted newest first.
-pub fn paginate(
-    sorted_newest_first: impl Iterator<Item = SessionRecord>,
-    q: &SessionQuery,
-) -> Page<SessionRecord> {
+/// The query's page of the items that match it, already sorted newest
+/// first, and how many match in all.
+pub fn paginate<T>(matching_newest_first: impl Iterator<Item = T>, q: &SessionQuery) -> Page<T> {
     let page = q.page.max(1);
     let size = q.page_size.max(1);
     let skip = (page - 1).saturating_mul(size);
     let mut total = 0;
     let mut items = vec![];
-    for r in sorted_newest_first.filter(|r| q.matches(r)) {
+    for r in matching_newest_first {
         if total >= skip && items.len() < size {
             items.push(r);
         }
@@ -602,7 +619,8 @@ impl SessionStore for MemoryStore {
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
         let mut all: Vec<SessionRecord> = self.by_id.values().cloned().collect();
         all.sort_by_key(|r| std::cmp::Reverse(r.start_time));
-        Ok(paginate(all.into_iter(), q))
+        let matching = all.into_iter().filter(|r| q.matches(&ListingEntry::of(r)));
+        Ok(paginate(matching, q))
     }
     fn len(&self) -> usize {
         self.by_id.len()

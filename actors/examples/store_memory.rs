@@ -12,7 +12,7 @@
 
 use clap::Parser;
 use earshot::ids::CallId;
-use earshot::session::{SessionRecord, SessionStore, SourceInfo};
+use earshot::session::{SessionQuery, SessionRecord, SessionStore, SourceInfo};
 use earshot_actors::store::SledStore;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -129,5 +129,28 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("end\t{:.1}", rss_mb());
+    // Then read as the API does: /health and /stats count the sessions,
+    // and a client pages through all of them, 500 at a time.
+    let t0 = std::time::Instant::now();
+    let count = store.len();
+    println!("count_ms\t{}", t0.elapsed().as_millis());
+    println!("counted\t{:.1}", rss_mb());
+    let t0 = std::time::Instant::now();
+    let mut listed = 0;
+    for page in 1.. {
+        let q = SessionQuery {
+            page,
+            page_size: 500,
+            ..Default::default()
+        };
+        let got = store.list(&q)?.items.len();
+        if got == 0 {
+            break;
+        }
+        listed += got;
+    }
+    anyhow::ensure!(listed == count, "listed {listed} of {count}");
+    println!("list_all_ms\t{}", t0.elapsed().as_millis());
+    println!("listed\t{:.1}", rss_mb());
     Ok(())
 }
