@@ -516,6 +516,10 @@ mod tests {
         SessionRecord::new(CallId::from(id), t, SourceInfo::default())
     }
 
+    fn ids(p: &Page<SessionRecord>) -> Vec<&str> {
+        p.items.iter().map(|r| r.call_id.as_str()).collect()
+    }
+
     #[test]
     fn sled_store_survives_reopen_and_marks_interrupted() {
         let dir = tempfile::tempdir().unwrap();
@@ -537,9 +541,7 @@ mod tests {
         let b = s.find("U-1").unwrap().unwrap();
         assert_eq!(b.call_id.as_str(), "b");
         assert_eq!(b.status, CallStatus::Interrupted);
-        let page = s.list(&SessionQuery::default()).unwrap();
-        let ids: Vec<_> = page.items.iter().map(|r| r.call_id.as_str()).collect();
-        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(ids(&s.list(&SessionQuery::default()).unwrap()), ["b", "a"]);
         assert_eq!(s.get("a").unwrap().unwrap().status, CallStatus::Completed);
     }
 
@@ -562,14 +564,7 @@ mod tests {
         });
         s.put(&a).unwrap();
         assert_eq!(s.len(), 2);
-        let ids: Vec<String> = s
-            .list(&SessionQuery::default())
-            .unwrap()
-            .items
-            .iter()
-            .map(|r| r.call_id.as_str().to_string())
-            .collect();
-        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(ids(&s.list(&SessionQuery::default()).unwrap()), ["b", "a"]);
         assert_eq!(s.find("U-9").unwrap().unwrap().call_id.as_str(), "a");
         // Another handle (no index memory) sees the same and writes right.
         let mut t = s.clone();
@@ -607,9 +602,7 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s.get("a").unwrap().unwrap(), a);
         assert_eq!(s.find("U-2").unwrap().unwrap(), b);
-        let page = s.list(&SessionQuery::default()).unwrap();
-        let ids: Vec<_> = page.items.iter().map(|r| r.call_id.as_str()).collect();
-        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(ids(&s.list(&SessionQuery::default()).unwrap()), ["b", "a"]);
         let names = s.db.tree_names();
         assert!(!names.iter().any(|n| n.as_ref() == b"sessions"));
         assert!(!names.iter().any(|n| n.as_ref() == b"by_start"));
@@ -641,14 +634,7 @@ mod tests {
             .insert(record_key(&b), listing_bytes(&b).unwrap())
             .unwrap();
         assert_eq!(s.get("b").unwrap().unwrap(), b);
-        let ids: Vec<_> = s
-            .list(&SessionQuery::default())
-            .unwrap()
-            .items
-            .iter()
-            .map(|r| r.call_id.as_str().to_string())
-            .collect();
-        assert_eq!(ids, ["b", "a"]);
+        assert_eq!(ids(&s.list(&SessionQuery::default()).unwrap()), ["b", "a"]);
     }
 
     #[test]
@@ -681,10 +667,6 @@ mod tests {
             name: None,
             role: None,
         });
-    }
-
-    fn ids(p: &Page<SessionRecord>) -> Vec<&str> {
-        p.items.iter().map(|r| r.call_id.as_str()).collect()
     }
 
     #[test]
