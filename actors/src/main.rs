@@ -7,7 +7,8 @@ use earshot_actors::config::{Cli, Settings};
 /// alone, glibc kept ~2.7 GB of freed memory in its arenas after a
 /// 2,000-call overload. mimalloc (feature `mimalloc`) returns memory on
 /// its own but crept more in the 10-minute ASR soak (+8.5 % after warm-up
-/// against +4.2 % for glibc + trim; overload peak 562 against 514 MB).
+/// with THP off, against +4.2 % for glibc + trim; 2,000-call overload
+/// peak 562 against 514 MB).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -71,7 +71,7 @@ pub struct SledStore {
 
 /// What a handle last wrote for a call.
 struct Indexed {
-    key: Vec<u8>,
+    key: sled::IVec,
     lookups: usize,
     /// Hash of its listing entry.
     listing: u64,
@@ -97,10 +97,14 @@ impl Clone for SledStore {
 
 /// The `records` key of a session: start micros (big-endian) ‖ Call-ID.
 fn record_key(rec: &SessionRecord) -> Vec<u8> {
-    let micros = rec.start_time.timestamp_micros().max(0) as u64;
-    let mut k = micros.to_be_bytes().to_vec();
+    let mut k = key_micros(rec.start_time).to_be_bytes().to_vec();
     k.extend_from_slice(rec.call_id.as_str().as_bytes());
     k
+}
+
+/// The time part of a `records` key (times before 1970 sort as 1970).
+fn key_micros(t: chrono::DateTime<chrono::Utc>) -> u64 {
+    t.timestamp_micros().max(0) as u64
 }
 
 /// The Call-ID in a `records` key.
@@ -150,6 +154,9 @@ fn listing_bytes(rec: &SessionRecord) -> Result<Vec<u8>, StoreError> {
 /// `meta` key set once the listing has been built for every record.
 const LISTING_BUILT: &[u8] = b"listing_built";
 
+/// A failed transaction as a store error. Naming `TransactionError` (its
+/// abort type defaults to `()`) is what lets the transaction closures,
+/// which never abort, type-check.
 fn tx(e: TransactionError) -> StoreError {
     io(e)
 }
@@ -315,7 +322,7 @@ impl SledStore {
         // original-call identifiers: (re)index it. The record, its listing
         // entry and its Call-ID index change together.
         let old = match self.indexed.get(id) {
-            Some(known) => Some(sled::IVec::from(known.key.as_slice())),
+            Some(known) => Some(known.key.clone()),
             None => self.by_id.get(id.as_bytes()).map_err(io)?,
         };
         let old = old.filter(|o| *o != key);
@@ -344,7 +351,7 @@ impl SledStore {
         self.indexed.insert(
             id.to_string(),
             Indexed {
-                key: key.to_vec(),
+                key,
                 lookups: lookups.len(),
                 listing: entry_hash,
             },
@@ -368,7 +375,7 @@ impl SessionStore for SledStore {
         let key = match self.indexed.get(call_id) {
             Some(known) => known.key.clone(),
             None => match self.by_id.get(call_id.as_bytes()).map_err(io)? {
-                Some(k) => k.to_vec(),
+                Some(k) => k,
                 None => return Ok(None),
             },
         };
@@ -390,9 +397,8 @@ impl SessionStore for SledStore {
 
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
         // Records are keyed by start time: a from/to filter is a key range.
-        let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros().max(0) as u64;
-        let lo = q.from.map_or(0, micros).to_be_bytes();
-        let entries = match q.to.map(|t| micros(t).checked_add(1)) {
+        let lo = q.from.map_or(0, key_micros).to_be_bytes();
+        let entries = match q.to.map(|t| key_micros(t).checked_add(1)) {
             Some(Some(hi)) => self.listing.range(lo..hi.to_be_bytes()),
             Some(None) | None => self.listing.range(lo..),
         };
@@ -711,24 +717,18 @@ mod tests {
             }))
             .unwrap();
         assert_eq!((ids(&window), window.total), (vec!["c3", "c2", "c1"], 3));
-        let page2 = s
-            .list(&q(&|q| {
-                q.page = 2;
-                q.page_size = 4;
-            }))
-            .unwrap();
+        let second_of_4 = q(&|q| {
+            q.page = 2;
+            q.page_size = 4;
+        });
+        let page2 = s.list(&second_of_4).unwrap();
         assert_eq!((ids(&page2), page2.total), (vec!["c1", "c0"], 6));
         // A record off the page is not read: even a corrupt one leaves the
         // page whole (and still counts, from its listing entry).
         s.records
             .insert(record_key(&rec("c4", 40)), &b"garbage"[..])
             .unwrap();
-        let page2 = s
-            .list(&q(&|q| {
-                q.page = 2;
-                q.page_size = 4;
-            }))
-            .unwrap();
+        let page2 = s.list(&second_of_4).unwrap();
         assert_eq!((ids(&page2), page2.total), (vec!["c1", "c0"], 6));
         // On the page it is skipped, not an error.
         let all = s.list(&SessionQuery::default()).unwrap();
