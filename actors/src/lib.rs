@@ -29,6 +29,7 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod pagefile;
 pub mod pipeline;
 pub mod recovery;
 pub mod registry;

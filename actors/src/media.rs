@@ -22,6 +22,7 @@
 
 use crate::asr::{AsrPool, Job};
 use crate::call::{CallActor, MediaReport, StreamReport};
+use crate::pagefile::PageWriter;
 use crate::udp::Receiver;
 use actix::prelude::*;
 use earshot::asr::tracker::{JobKind, TrackerConfig, UtteranceTracker};
@@ -31,7 +32,6 @@ use earshot::sdp::{Codec, StreamAnswer};
 use earshot::vad::VadConfig;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ const MAX_STEREO_SKEW: Duration = Duration::from_secs(1);
 /// Audio buffers larger than this (100 ms) are shrunk after a tick.
 const MAX_KEPT_SAMPLES: usize = 1_600;
 
-type Wav = hound::WavWriter<BufWriter<File>>;
+type Wav = hound::WavWriter<PageWriter>;
 
 /// Media settings shared by every call.
 #[derive(Debug, Clone)]
@@ -199,6 +199,11 @@ fn wav_spec(channels: u16, sample_rate: u32) -> hound::WavSpec {
     }
 }
 
+/// A recording, written page by page ([`PageWriter`]).
+fn create_wav(path: &Path, spec: hound::WavSpec) -> hound::Result<Wav> {
+    hound::WavWriter::new(PageWriter::new(File::create(path)?), spec)
+}
+
 fn to_i16(x: f32) -> i16 {
     (x.clamp(-1.0, 1.0) * 32767.0) as i16
 }
@@ -323,9 +328,8 @@ impl MediaActor {
         let path = self.dir.join(label_file(&label));
         let wav = match std::fs::create_dir_all(&self.dir)
             .map_err(|e| e.to_string())
-            .and_then(|_| {
-                hound::WavWriter::create(&path, wav_spec(1, rec_rate)).map_err(|e| e.to_string())
-            }) {
+            .and_then(|_| create_wav(&path, wav_spec(1, rec_rate)).map_err(|e| e.to_string()))
+        {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(%e, path = %path.display(), "cannot create recording");
@@ -355,7 +359,7 @@ impl MediaActor {
         if self.streams.len() == 2 && self.stereo.is_none() {
             let p = self.dir.join("stereo.wav");
             self.stereo_rate = self.streams[0].rec_rate.max(self.streams[1].rec_rate);
-            match hound::WavWriter::create(&p, wav_spec(2, self.stereo_rate)) {
+            match create_wav(&p, wav_spec(2, self.stereo_rate)) {
                 Ok(w) => {
                     self.stereo = Some(w);
                     self.stereo_path = Some(p);
@@ -759,8 +763,7 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut w =
-            hound::WavWriter::new(BufWriter::new(File::create(&path).unwrap()), spec).unwrap();
+        let mut w = create_wav(&path, spec).unwrap();
         // 2.5 chunks, then an empty write, then a short one.
         let long: Vec<i16> = (0..(WRITE_CHUNK * 5 / 2) as i32)
             .map(|i| (i % 30_000) as i16)
