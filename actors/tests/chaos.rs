@@ -16,7 +16,8 @@
 //!
 //! * `chaos_levels` (ignored; `scripts/chaos-call` runs it in release):
 //!   the levels in `CHAOS_LEVELS` (comma/space separated; default all),
-//!   the call in `CHAOS_CALL` (default `talk`); prints the table.
+//!   the call in `CHAOS_CALL` (default `talk`), the impairments' draw in
+//!   `CHAOS_SEED` (default 0); prints the table.
 //! * `chaos_mixed5_short`: the CI version, the `mixed5` level alone.
 //!
 //! Needs sipp, python3, the Asterisk prompts and the model: `scripts/setup`.
@@ -29,6 +30,16 @@ use common::*;
 use earshot::asr::wer;
 use serde_json::Value;
 use std::time::Instant;
+
+/// `CHAOS_SEED` (default 0): another draw of every level's impairment
+/// (which packets are lost, reordered, duplicated, delayed), to see how
+/// much WER moves with the draw alone.
+fn seed_offset() -> u64 {
+    std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
 
 /// The RTP timeout of the `never` level's engine.
 const NEVER_TIMEOUT_SECS: u64 = 5;
@@ -98,7 +109,7 @@ impl Level {
 
     /// The impairment of participant `i` (0 = a, 1 = b).
     fn impairment(self, i: usize) -> Impairment {
-        let seed = 31_000 + 10 * self as u64 + i as u64;
+        let seed = 31_000 + 1_000 * seed_offset() + 10 * self as u64 + i as u64;
         let clean = Impairment::clean(seed);
         match self {
             Level::Clean => clean,
@@ -335,7 +346,8 @@ fn print_table(call: &str, rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();
     println!(
-        "==== chaos-call: call `{call}`, tiny.en q8_0, 1 ggml thread, {cores}-core machine ===="
+        "==== chaos-call: call `{call}`, seed {}, tiny.en q8_0, 1 ggml thread, {cores}-core machine ====",
+        seed_offset()
     );
     println!(
         "{:<9} {:<40} {:>13} {:>13} {:>5} {:>4} {:>4} {:>4}  {:<28} {:>6}  crash",
