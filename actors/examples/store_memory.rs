@@ -152,5 +152,31 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(listed == count, "listed {listed} of {count}");
     println!("list_all_ms\t{}", t0.elapsed().as_millis());
     println!("listed\t{:.1}", rss_mb());
+    // The dashboard's request: the newest 50, without a filter and with
+    // one that every session matches (their status), mean of 20 requests.
+    let status = store
+        .list(&SessionQuery::default())?
+        .items
+        .first()
+        .map(|r| r.status);
+    for (name, status) in [("page1", None), ("page1_status", status)] {
+        let q = SessionQuery {
+            status,
+            ..Default::default()
+        };
+        let t0 = std::time::Instant::now();
+        for _ in 0..20 {
+            let page = store.list(&q)?;
+            anyhow::ensure!(
+                page.total == count,
+                "{name}: total {} of {count}",
+                page.total
+            );
+        }
+        println!(
+            "{name}_ms\t{:.1}",
+            t0.elapsed().as_secs_f64() * 1000.0 / 20.0
+        );
+    }
     Ok(())
 }
