@@ -522,6 +522,14 @@ impl Default for SessionQuery {
 }
 
 impl SessionQuery {
+    /// No filter: every session [`matches`](Self::matches).
+    pub fn is_unfiltered(&self) -> bool {
+        self.status.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.participant.is_none()
+    }
+
     pub fn matches(&self, e: &ListingEntry) -> bool {
         self.status.is_none_or(|s| s == e.status)
             && self.from.is_none_or(|f| e.start_time >= f)

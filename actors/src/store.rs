@@ -399,12 +399,10 @@ impl SessionStore for SledStore {
     }
 
     fn list(&self, q: &SessionQuery) -> Result<Page<SessionRecord>, StoreError> {
-        let unfiltered =
-            q.status.is_none() && q.participant.is_none() && q.from.is_none() && q.to.is_none();
-        if unfiltered {
+        if q.is_unfiltered() {
             // Every session matches: the listing's keys are the list and its
-            // total, no entry to decode (the default dashboard query; decoding
-            // 12,000 entries cost ~35 ms a page).
+            // total, no entry to decode (the default dashboard query; the
+            // newest 50 of 12,000 in 7.3 ms against 13.3 ms decoding them).
             let keys = self.listing.iter().keys().rev().filter_map(Result::ok);
             return self.read_page(paginate(keys, q));
         }

@@ -58,20 +58,17 @@ fn sinc(x: f64) -> f64 {
 
 /// The 2·UP_HALF taps producing the mid-point between two input samples
 /// from the 2·UP_HALF inputs around it (oldest first); they sum to 1.
-fn up_taps() -> &'static [f32] {
-    static TAPS: OnceLock<Box<[f32]>> = OnceLock::new();
+fn up_taps() -> &'static [f32; 2 * UP_HALF] {
+    static TAPS: OnceLock<[f32; 2 * UP_HALF]> = OnceLock::new();
     TAPS.get_or_init(|| {
-        let n = 2 * UP_HALF;
         // Tap m multiplies the input at distance (m - UP_HALF + 0.5) from
         // the interpolated point.
-        let raw: Vec<f64> = (0..n)
-            .map(|m| {
-                let t = m as f64 - UP_HALF as f64 + 0.5;
-                sinc(t) * kaiser(t / UP_HALF as f64)
-            })
-            .collect();
+        let raw: [f64; 2 * UP_HALF] = std::array::from_fn(|m| {
+            let t = m as f64 - UP_HALF as f64 + 0.5;
+            sinc(t) * kaiser(t / UP_HALF as f64)
+        });
         let sum: f64 = raw.iter().sum();
-        raw.iter().map(|v| (v / sum) as f32).collect()
+        raw.map(|v| (v / sum) as f32)
     })
 }
 
@@ -115,7 +112,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[derive(Debug, Clone)]
 enum Kind {
     Pass,
-    Up2 { taps: &'static [f32] },
+    Up2 { taps: &'static [f32; 2 * UP_HALF] },
     Down3 { taps: &'static [f32], offset: usize },
 }
 
@@ -197,7 +194,6 @@ impl Resampler {
             Kind::Up2 { taps } => {
                 let hist = 2 * UP_HALF - 1;
                 self.buf.extend_from_slice(input);
-                let taps: &[f32; 2 * UP_HALF] = (*taps).try_into().expect("2·UP_HALF taps");
                 // Written in place (no per-sample push), over fixed-size
                 // windows the compiler unrolls; the same sums in the same
                 // order as before, so the output is unchanged.
@@ -207,7 +203,7 @@ impl Resampler {
                 for (pair, window) in out[start..].chunks_exact_mut(2).zip(windows) {
                     let window: &[f32; 2 * UP_HALF] = window.try_into().expect("window");
                     pair[0] = window[UP_HALF - 1];
-                    pair[1] = dot(taps, window);
+                    pair[1] = dot(*taps, window);
                 }
                 let keep_from = self.buf.len() - hist;
                 self.buf.drain(..keep_from);
@@ -235,7 +231,7 @@ mod tests {
 
     #[test]
     fn taps_are_symmetric_and_normalised() {
-        for taps in [up_taps(), down_taps()] {
+        for taps in [&up_taps()[..], down_taps()] {
             let n = taps.len();
             for i in 0..n / 2 {
                 assert!((taps[i] - taps[n - 1 - i]).abs() < 1e-7);
