@@ -530,6 +530,20 @@ impl SessionQuery {
             && self.participant.is_none()
     }
 
+    /// The status asked for, when it is the only filter.
+    pub fn status_only(&self) -> Option<CallStatus> {
+        self.status
+            .filter(|_| self.from.is_none() && self.to.is_none() && self.participant.is_none())
+    }
+
+    /// Page number (1-based), page size and how many matches come before
+    /// the page.
+    fn bounds(&self) -> (usize, usize, usize) {
+        let page = self.page.max(1);
+        let size = self.page_size.max(1);
+        (page, size, (page - 1).saturating_mul(size))
+    }
+
     pub fn matches(&self, e: &ListingEntry) -> bool {
         self.status.is_none_or(|s| s == e.status)
             && self.from.is_none_or(|f| e.start_time >= f)
@@ -578,9 +592,7 @@ pub trait SessionStore: Send {
 /// The query's page of the items that match it, already sorted newest
 /// first, and how many match in all.
 pub fn paginate<T>(matching_newest_first: impl Iterator<Item = T>, q: &SessionQuery) -> Page<T> {
-    let page = q.page.max(1);
-    let size = q.page_size.max(1);
-    let skip = (page - 1).saturating_mul(size);
+    let (page, size, skip) = q.bounds();
     let mut total = 0;
     let mut items = vec![];
     for r in matching_newest_first {
@@ -591,6 +603,23 @@ pub fn paginate<T>(matching_newest_first: impl Iterator<Item = T>, q: &SessionQu
     }
     Page {
         items,
+        total,
+        page,
+        page_size: size,
+    }
+}
+
+/// [`paginate`] when the number of matches is already known (a store that
+/// keeps counts): reads `matching_newest_first` only as far as the page's
+/// last item.
+pub fn paginate_counted<T>(
+    matching_newest_first: impl Iterator<Item = T>,
+    total: usize,
+    q: &SessionQuery,
+) -> Page<T> {
+    let (page, size, skip) = q.bounds();
+    Page {
+        items: matching_newest_first.skip(skip).take(size).collect(),
         total,
         page,
         page_size: size,
