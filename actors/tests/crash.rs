@@ -204,8 +204,8 @@ fn round(
         .active_call(&id)
         .map(|c| format!("live ({} segments)", c["segment_count"]))
         .unwrap_or_else(|| "not live".into());
-    engine.kill();
     let killed = Instant::now();
+    engine.kill();
     let finals: Vec<(Instant, u64)> = pushes
         .map(|p| p.stop())
         .unwrap_or_default()
