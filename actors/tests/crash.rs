@@ -300,6 +300,14 @@ fn round(
     (line, loss)
 }
 
+/// An environment variable's value, or `default` when unset or unparsable.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn is_final(v: &Value) -> bool {
     v["type"] == "transcript" && v["is_final"] == true
 }
@@ -331,14 +339,8 @@ fn crash_rounds_short() {
 #[test]
 #[ignore]
 fn crash_rounds() {
-    let rounds: usize = std::env::var("CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    let mut seed: u64 = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_cafe);
+    let rounds: usize = env_or("CRASH_ROUNDS", 20);
+    let mut seed: u64 = env_or("CRASH_SEED", 0x5eed_cafe);
     eprintln!("crash-test: {rounds} rounds, seed {seed}");
     let mut e = engine();
     let mut before = BTreeMap::new();
@@ -378,11 +380,7 @@ fn crash_rounds() {
 #[test]
 #[ignore]
 fn loss_window() {
-    let rounds: usize = std::env::var("LOSS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(21)
-        .max(2);
+    let rounds = env_or::<usize>("LOSS_ROUNDS", 21).max(2);
     let mut e = engine();
     let mut before = BTreeMap::new();
     let (mut kept, mut lost) = (vec![], vec![]);
