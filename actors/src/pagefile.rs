@@ -15,13 +15,15 @@
 //! file's bytes are exactly what `BufWriter<File>` would have written (the
 //! tests compare the two).
 //!
-//! Measured (2-core VM, ext4): in a `perf` profile of the engine at 1,000
-//! G.711 calls, the recording writes went from 26 % of the samples (7 % in
-//! the kernel's page zeroing alone) to 8 %; `cargo bench -p earshot-actors
-//! --bench recording` writes 50 call-seconds in 4.50 ms against 5.06 ms
-//! (−11 %). The engine's whole CPU at 1,000 calls moved less than its
-//! run-to-run spread (129–150 % of one core), so no engine-level gain is
-//! claimed.
+//! Measured (2-core VM, ext4): `cargo bench -p earshot-actors --bench
+//! recording` writes 50 call-seconds in 4.50 ms against 5.06 ms (−11 %).
+//! The engine's whole CPU at 1,000 calls moved less than its run-to-run
+//! spread (129–150 % of one core), so no engine-level gain is claimed.
+//! `perf -e cpu-clock` profiles of the engine are no guide to the write
+//! path's share on this VM: one put it at 26 % before and 8 % after,
+//! another at 19.6 % after, while `/proc` put all the engine's kernel time
+//! at 27 % and recordings on tmpfs instead of ext4 left the engine's CPU
+//! unchanged (143–148 %).
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
