@@ -308,6 +308,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// A duration in seconds, or "-".
+fn secs(d: Option<&Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
 fn is_final(v: &Value) -> bool {
     v["type"] == "transcript" && v["is_final"] == true
 }
@@ -360,11 +365,10 @@ fn crash_rounds() {
         lost_ages.extend(loss.lost_ages);
         eprintln!("{line}");
     }
-    let oldest = lost_ages.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "crash-test: finals pushed before a kill {pushed}, lost {}, the oldest lost pushed {:.2} s before its kill",
+        "crash-test: finals pushed before a kill {pushed}, lost {}, the oldest lost pushed {} before its kill",
         lost_ages.len(),
-        oldest.as_secs_f64()
+        secs(lost_ages.iter().max())
     );
     eprintln!("crash-test: {passed}/{rounds} rounds passed");
 }
@@ -392,7 +396,6 @@ fn loss_window() {
         kept.extend(loss.kept_ages);
         lost.extend(loss.lost_ages);
     }
-    let secs = |d: Option<&Duration>| d.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64()));
     eprintln!(
         "loss-window: {} finals kept, {} lost; oldest lost pushed {} before the kill, newest kept {}",
         kept.len(),
