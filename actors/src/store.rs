@@ -19,10 +19,10 @@
 //! far as its page (the newest 50 of 12,000: 0.9–1.0 ms, against 4.4–5.5
 //! ms unfiltered and 8.6–9.4 ms by status when every list walked the whole
 //! listing; a time range or a participant still decodes every entry in
-//! range, 7–10 ms; `store_memory` example, 2-core VM). The number of
-//! sessions is counted once at open (from `by_id`) and kept, where sled's
-//! `len` walked every record on each `/health` and `/stats` (58 ms and
-//! 47 MB of resident pages at 12,000).
+//! range, 7–10 ms; `store_memory` example, 2-core VM). The same kept count
+//! is the number of sessions, where sled's `len` walked every record on
+//! each `/health` and `/stats` (58 ms and 47 MB of resident pages at
+//! 12,000).
 //!
 //! Why records are keyed by start time: sled 0.34 keeps every page it has
 //! read back from disk resident, whatever `cache_capacity` says. Keyed by
@@ -72,11 +72,8 @@ pub struct SledStore {
     /// Bounded: cleared when it reaches [`INDEXED_MAX`] (the next write of
     /// a call re-reads `by_id`).
     indexed: HashMap<String, Indexed>,
-    /// Sessions stored: counted once when opened (from the small `by_id`),
-    /// then on each new Call-ID; shared by every handle.
-    count: Arc<AtomicUsize>,
-    /// Listing entries, in all and per status: counted once when opened,
-    /// then kept by every write; shared by every handle.
+    /// Listing entries (one per session), in all and per status: counted
+    /// once when opened, then kept by every write; shared by every handle.
     listed: Arc<ListingCounts>,
 }
 
@@ -190,7 +187,6 @@ impl Clone for SledStore {
             by_key: self.by_key.clone(),
             listing: self.listing.clone(),
             indexed: HashMap::new(),
-            count: self.count.clone(),
             listed: self.listed.clone(),
         }
     }
@@ -281,13 +277,11 @@ impl SledStore {
             .flush_every_ms(Some(FLUSH_EVERY_MS))
             .open()
             .map_err(io)?;
-        let by_id = db.open_tree("by_id").map_err(io)?;
         let mut store = SledStore {
             records: db.open_tree("records").map_err(io)?,
             listing: db.open_tree("listing").map_err(io)?,
+            by_id: db.open_tree("by_id").map_err(io)?,
             by_key: db.open_tree("by_key").map_err(io)?,
-            count: Arc::new(AtomicUsize::new(by_id.len())),
-            by_id,
             db,
             indexed: HashMap::new(),
             listed: Arc::default(),
@@ -429,7 +423,7 @@ impl SledStore {
             None => self.by_id.get(id.as_bytes()).map_err(io)?,
         };
         let old = old.filter(|o| *o != key);
-        let (new_call, moved_from, replaced) = (&self.records, &self.listing, &self.by_id)
+        let (moved_from, replaced) = (&self.records, &self.listing, &self.by_id)
             .transaction(|(r, l, b)| {
                 let mut moved_from = None;
                 if let Some(old) = &old {
@@ -438,15 +432,12 @@ impl SledStore {
                 }
                 r.insert(&key, value.clone())?;
                 let replaced = l.insert(&key, entry.clone())?;
-                let new_call = b.insert(id.as_bytes(), key.clone())?.is_none();
-                Ok((new_call, moved_from, replaced))
+                b.insert(id.as_bytes(), key.clone())?;
+                Ok((moved_from, replaced))
             })
             .map_err(tx)?;
         self.listed.moved(moved_from.as_deref(), None);
         self.listed.moved(replaced.as_deref(), Some(&entry));
-        if new_call {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
         for k in lookups.iter().skip(1) {
             self.by_key
                 .insert(k.as_bytes(), id.as_bytes())
@@ -526,7 +517,7 @@ impl SessionStore for SledStore {
     }
 
     fn len(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
+        self.listed.all.load(Ordering::Relaxed)
     }
 }
 
