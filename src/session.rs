@@ -524,16 +524,16 @@ impl Default for SessionQuery {
 impl SessionQuery {
     /// No filter: every session [`matches`](Self::matches).
     pub fn is_unfiltered(&self) -> bool {
-        self.status.is_none()
-            && self.from.is_none()
-            && self.to.is_none()
-            && self.participant.is_none()
+        self.status.is_none() && !self.filters_beyond_status()
     }
 
     /// The status asked for, when it is the only filter.
     pub fn status_only(&self) -> Option<CallStatus> {
-        self.status
-            .filter(|_| self.from.is_none() && self.to.is_none() && self.participant.is_none())
+        self.status.filter(|_| !self.filters_beyond_status())
+    }
+
+    fn filters_beyond_status(&self) -> bool {
+        self.from.is_some() || self.to.is_some() || self.participant.is_some()
     }
 
     /// Page number (1-based), page size and how many matches come before

@@ -195,8 +195,8 @@ impl Resampler {
                 let hist = 2 * UP_HALF - 1;
                 self.buf.extend_from_slice(input);
                 // Written in place (no per-sample push), over fixed-size
-                // windows the compiler unrolls; the same sums in the same
-                // order as before, so the output is unchanged.
+                // windows the compiler unrolls; bit for bit the filter
+                // formula (`up2_is_the_filter_formula_whatever_the_framing`).
                 let start = out.len();
                 out.resize(start + 2 * input.len(), 0.0);
                 let windows = self.buf.windows(2 * UP_HALF);
