@@ -35,10 +35,7 @@ use std::time::Instant;
 /// (which packets are lost, reordered, duplicated, delayed), to see how
 /// much WER moves with the draw alone.
 fn seed_offset() -> u64 {
-    std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    env_or("CHAOS_SEED", 0)
 }
 
 /// The RTP timeout of the `never` level's engine.

@@ -283,11 +283,7 @@ fn round(
             fingerprint(c),
         );
     }
-    let ages: Vec<String> = loss
-        .lost_ages
-        .iter()
-        .map(|a| format!("{:.2} s", a.as_secs_f64()))
-        .collect();
+    let ages: Vec<String> = loss.lost_ages.iter().map(|a| secs(Some(a))).collect();
     let line = format!(
         "round {n}: killed at {:.2} s ({state}); after restart: this call {}, {} sessions, {wavs} WAVs readable; finals pushed {}, lost {} [{}]",
         kill_at.as_secs_f64(),
@@ -298,14 +294,6 @@ fn round(
         ages.join(", ")
     );
     (line, loss)
-}
-
-/// An environment variable's value, or `default` when unset or unparsable.
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A duration in seconds, or "-".

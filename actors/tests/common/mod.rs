@@ -46,6 +46,15 @@ pub fn asr_model() -> PathBuf {
 }
 
 /// The repository root (sipp runs there: scenarios name `tests/audio/...`).
+/// An environment variable's value (trimmed), or `default` when unset or
+/// unparsable: the knobs of the ignored long-running tests.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
