@@ -84,6 +84,7 @@ fn wrong_directories_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("translation.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&d);
     // The pair from an OPUS-MT name, but no files.
     let d = tmp_dir("opus-mt-sw-en");
     let e = OnnxTranslator::load_with(&d, &opts())

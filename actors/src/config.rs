@@ -59,6 +59,10 @@ pub struct Cli {
     /// Media threads (default: one per CPU core).
     #[arg(long, env = "EARSHOT_MEDIA_THREADS")]
     pub media_threads: Option<usize>,
+    /// Media play-out tick in milliseconds, 10 to 200 (default 40): how
+    /// often each call's RTP is drained and its audio processed.
+    #[arg(long, env = "EARSHOT_MEDIA_TICK_MS")]
+    pub media_tick_ms: Option<u64>,
     /// Speech recognition on or off (true/false, on/off).
     #[arg(long, env = "EARSHOT_ASR", value_parser = clap::builder::BoolishValueParser::new())]
     pub asr: Option<bool>,
@@ -184,6 +188,7 @@ pub struct FileConfig {
     pub rtp_timeout_secs: Option<u64>,
     pub min_free_disk_mb: Option<u64>,
     pub media_threads: Option<usize>,
+    pub media_tick_ms: Option<u64>,
     pub asr: Option<bool>,
     pub asr_model: Option<PathBuf>,
     pub asr_workers: Option<usize>,
@@ -238,6 +243,8 @@ pub struct Settings {
     /// 0 = never.
     pub min_free_disk_mb: u64,
     pub media_threads: usize,
+    /// Media play-out tick (ms).
+    pub media_tick_ms: u64,
     /// `None`: ASR off.
     pub asr: Option<crate::asr::AsrSettings>,
     pub tracker: earshot::asr::tracker::TrackerConfig,
@@ -300,6 +307,10 @@ impl Settings {
         let jitter_ms = cli.jitter_ms.or(file.jitter_ms).unwrap_or(60);
         if !(10..=1000).contains(&jitter_ms) {
             anyhow::bail!("jitter_ms must be between 10 and 1000, got {jitter_ms}");
+        }
+        let media_tick_ms = cli.media_tick_ms.or(file.media_tick_ms).unwrap_or(40);
+        if !(10..=200).contains(&media_tick_ms) {
+            anyhow::bail!("media_tick_ms must be between 10 and 200, got {media_tick_ms}");
         }
         let rtp_timeout_secs = cli.rtp_timeout_secs.or(file.rtp_timeout_secs).unwrap_or(30);
         if rtp_timeout_secs > 86_400 {
@@ -512,6 +523,7 @@ impl Settings {
                 .or(file.media_threads)
                 .unwrap_or(cores)
                 .max(1),
+            media_tick_ms,
         })
     }
 }
@@ -576,6 +588,27 @@ mod tests {
         let s = Settings::load(cli(&["--config", conf, "--rtp-timeout-secs", "0"])).unwrap();
         assert_eq!(s.rtp_timeout_secs, 0, "0 = off");
         assert!(Settings::load(cli(&["--rtp-timeout-secs", "999999"])).is_err());
+    }
+
+    #[test]
+    fn media_tick_from_file_flag_and_bounds() {
+        assert_eq!(Settings::load(cli(&[])).unwrap().media_tick_ms, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "media_tick_ms = 20\n").unwrap();
+        let conf = f.to_str().unwrap();
+        assert_eq!(
+            Settings::load(cli(&["--config", conf]))
+                .unwrap()
+                .media_tick_ms,
+            20
+        );
+        let s = Settings::load(cli(&["--config", conf, "--media-tick-ms", "100"])).unwrap();
+        assert_eq!(s.media_tick_ms, 100);
+        for bad in ["0", "9", "201"] {
+            let e = Settings::load(cli(&["--media-tick-ms", bad])).unwrap_err();
+            assert!(e.to_string().contains("media_tick_ms"), "{e}");
+        }
     }
 
     #[test]

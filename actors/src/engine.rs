@@ -149,6 +149,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         RegistryConfig {
             hub: hub.clone(),
             media: MediaConfig {
+                tick: Duration::from_millis(settings.media_tick_ms),
                 jitter_depth: Duration::from_millis(settings.jitter_ms),
                 vad_mode: settings.vad_mode,
                 strict_source: settings.strict_rtp_source,

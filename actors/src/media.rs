@@ -2,7 +2,8 @@
 //! separate from signalling and HTTP). It owns the call's RTP/RTCP sockets
 //! and one [`StreamPipeline`] per answered m-line.
 //!
-//! Every 20 ms tick the actor drains each RTP socket without waiting
+//! Every tick ([`MediaConfig::tick`], 40 ms by default) the actor drains
+//! each RTP socket without waiting
 //! ([`crate::udp::Receiver`]: one `recvmmsg` per socket, kernel arrival
 //! times, no per-packet task, wake-up or allocation), pushes the datagrams
 //! into the stream's pipeline, plays out what is due, writes the recordings
@@ -11,7 +12,7 @@
 //! `CallActor`. The socket's kernel queue is the bounded queue in front of
 //! the call: when the engine falls behind and it overflows, the kernel drops
 //! and counts, and those drops are reported as `dropped_by_engine`. RTCP
-//! sockets are drained every [`RTCP_TICKS`] ticks. Every second the actor
+//! sockets are drained every half second. Every second the actor
 //! also reports the streams' statistics and flushes the WAV headers (so a
 //! crash loses at most the last second of audio).
 //!
@@ -35,17 +36,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Play-out period.
-const TICK: Duration = Duration::from_millis(20);
-/// Statistics and WAV header flush period, in ticks.
-const REPORT_TICKS: u32 = 50;
-/// RTCP sockets are drained every this many ticks (RTCP comes every few
-/// seconds).
-const RTCP_TICKS: u32 = 25;
+/// Statistics and WAV header flush period.
+const REPORT_PERIOD: Duration = Duration::from_secs(1);
+/// RTCP sockets are drained this often (RTCP comes every few seconds).
+const RTCP_PERIOD: Duration = Duration::from_millis(500);
 /// Most audio one stereo side may run ahead of the other before the other
 /// is padded with silence.
 const MAX_STEREO_SKEW: Duration = Duration::from_secs(1);
-/// Audio buffers larger than this (100 ms) are shrunk after a tick.
+/// Audio buffers larger than this (100 ms) are shrunk after a tick (see
+/// [`kept_samples`]).
 const MAX_KEPT_SAMPLES: usize = 1_600;
 
 type Wav = hound::WavWriter<PageWriter>;
@@ -53,6 +52,11 @@ type Wav = hound::WavWriter<PageWriter>;
 /// Media settings shared by every call.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
+    /// Play-out period: how often each call's sockets are drained and its
+    /// audio played out, analysed and recorded. Kernel arrival times keep
+    /// the jitter buffer exact whatever it is; a longer tick adds up to a
+    /// tick of latency and saves per-tick work (syscalls, timer wake-ups).
+    pub tick: Duration,
     pub jitter_depth: Duration,
     pub vad_mode: u8,
     pub strict_source: bool,
@@ -121,6 +125,20 @@ struct Stream {
     rec: Vec<f32>,
     /// What of this participant's speech goes to the recogniser (ASR on).
     asr: Option<UtteranceTracker>,
+}
+
+/// Audio buffer capacity kept from one tick to the next: 100 ms of 16 kHz
+/// samples, or two and a half ticks if that is more (a buffer grown by one
+/// late tick is shrunk back).
+fn kept_samples(tick: Duration) -> usize {
+    let per_tick = SPEECH_RATE as usize * tick.as_millis() as usize / 1000;
+    MAX_KEPT_SAMPLES.max(per_tick * 5 / 2)
+}
+
+/// How many ticks make `period` (at least one).
+fn ticks_per(period: Duration, tick: Duration) -> u32 {
+    let n = period.as_millis() / tick.as_millis().max(1);
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
 
 /// This tick's audio at `rate`: the 16 kHz audio, or every other sample of
@@ -470,7 +488,9 @@ impl MediaActor {
 
     fn tick(&mut self, now: Instant) {
         // Everything the sockets queued since the last tick.
-        let rtcp = self.ticks.is_multiple_of(RTCP_TICKS);
+        let rtcp = self
+            .ticks
+            .is_multiple_of(ticks_per(RTCP_PERIOD, self.cfg.tick));
         for s in self.streams.iter_mut() {
             let pipeline = &mut s.pipeline;
             match s
@@ -491,16 +511,17 @@ impl MediaActor {
         self.check_rtp_timeout(now);
         // A late tick (overload) produces a long chunk; don't keep its
         // capacity around for the rest of the call.
+        let kept = kept_samples(self.cfg.tick);
         for s in self.streams.iter_mut() {
-            if s.audio.capacity() > MAX_KEPT_SAMPLES {
-                s.audio = Vec::with_capacity(320);
+            if s.audio.capacity() > kept {
+                s.audio = Vec::new();
                 s.rec = Vec::new();
             }
         }
         let skew = self.max_skew();
         for v in [&mut self.left, &mut self.right] {
-            if v.capacity() > 2 * skew && v.len() < MAX_KEPT_SAMPLES {
-                v.shrink_to(MAX_KEPT_SAMPLES);
+            if v.capacity() > 2 * skew && v.len() < kept {
+                v.shrink_to(kept);
             }
         }
     }
@@ -624,13 +645,14 @@ impl Actor for MediaActor {
                 }
             }
         }
-        ctx.run_interval(TICK, |act, _| {
+        let report_ticks = ticks_per(REPORT_PERIOD, self.cfg.tick);
+        ctx.run_interval(self.cfg.tick, move |act, _| {
             if act.finished {
                 return;
             }
             act.tick(Instant::now());
             act.ticks += 1;
-            let stats = act.ticks.is_multiple_of(REPORT_TICKS);
+            let stats = act.ticks.is_multiple_of(report_ticks);
             if stats {
                 act.flush_files();
             }
@@ -735,6 +757,22 @@ impl Handler<StopMedia> for MediaActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_in_ticks() {
+        let ms = Duration::from_millis;
+        assert_eq!(ticks_per(REPORT_PERIOD, ms(20)), 50);
+        assert_eq!(ticks_per(REPORT_PERIOD, ms(40)), 25);
+        assert_eq!(ticks_per(RTCP_PERIOD, ms(40)), 12);
+        assert_eq!(ticks_per(RTCP_PERIOD, ms(200)), 2);
+        // Never 0 (a modulus), even for a tick longer than the period.
+        assert_eq!(ticks_per(RTCP_PERIOD, ms(600)), 1);
+        assert_eq!(ticks_per(REPORT_PERIOD, Duration::ZERO), 1000);
+        // A normal tick's audio is never shrunk away.
+        assert_eq!(kept_samples(ms(40)), MAX_KEPT_SAMPLES);
+        assert_eq!(kept_samples(ms(200)), 8_000);
+        assert!(kept_samples(ms(200)) > 3_200);
+    }
 
     #[test]
     fn rtcp_sender_reports_are_read_and_junk_counted() {

@@ -1,6 +1,6 @@
 //! Batched, non-blocking UDP receive for the media plane.
 //!
-//! A media actor drains each of its RTP sockets once per 20 ms tick with one
+//! A media actor drains each of its RTP sockets once per tick with one
 //! `recvmmsg(MSG_DONTWAIT)` call (up to [`BATCH`] datagrams, repeated while
 //! batches come back full). Nothing ever waits on a socket, no task is woken
 //! per packet and nothing is allocated per packet: datagrams land in one
