@@ -2,6 +2,9 @@
 //! buffer + G.711 decode + resample to 16 kHz + VAD + audio classifier (the
 //! whole `StreamPipeline`), on real speech from the Asterisk prompts when
 //! installed (a synthetic vowel-like signal otherwise).
+//! `pipeline_pcmu_2000_streams` is the same work taking turns over 2,000
+//! pipelines, as a media thread does: each frame finds its stream's state
+//! out of cache, so it shows what the state's size costs.
 //! Run: `cargo bench --bench media`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -74,6 +77,41 @@ fn bench(c: &mut Criterion) {
             pkt[2..4].copy_from_slice(&seq);
             pkt[4..8].copy_from_slice(&ts);
             let now = t0 + Duration::from_millis(20 * k as u64);
+            p.push(now, src, &pkt);
+            audio.clear();
+            p.poll(now, &mut audio, &mut events);
+            events.clear();
+            k += 1;
+            black_box(audio.len())
+        })
+    });
+
+    g.bench_function("pipeline_pcmu_2000_streams", |b| {
+        const STREAMS: usize = 2000;
+        let cfg = StreamConfig {
+            codec: Codec::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            jitter_depth: Duration::from_millis(60),
+            vad: VadConfig::default(),
+            strict_source: false,
+        };
+        let t0 = Instant::now();
+        let mut ps: Vec<StreamPipeline> = (0..STREAMS)
+            .map(|_| StreamPipeline::new(cfg.clone(), t0).unwrap())
+            .collect();
+        let mut audio = Vec::with_capacity(4096);
+        let mut events = vec![];
+        let mut k = 0usize;
+        b.iter(|| {
+            // Stream s at its frame n: every stream a different part of the
+            // speech.
+            let (s, n) = (k % STREAMS, k / STREAMS);
+            let mut pkt = pkts[(n + 37 * s) % pkts.len()].clone();
+            pkt[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            pkt[4..8].copy_from_slice(&(160 * n as u32).to_be_bytes());
+            let now = t0 + Duration::from_millis(20 * n as u64);
+            let p = &mut ps[s];
             p.push(now, src, &pkt);
             audio.clear();
             p.poll(now, &mut audio, &mut events);
