@@ -190,10 +190,36 @@ pub struct WindowStats {
     pub music_score: f32,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What a decision reads of one frame of the window: 32 bytes instead of
+/// a whole `FrameFeatures` (56), as every stream keeps a window of them and
+/// every frame's decision reads all of it again.
+#[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     t_ms: u64,
-    f: FrameFeatures,
+    energy_db: f32,
+    flatness: f32,
+    tonality2: f32,
+    flux: f32,
+    silent: bool,
+    speech_hint: bool,
+    dtmf: bool,
+    tone: bool,
+}
+
+impl Slot {
+    fn new(t_ms: u64, f: &FrameFeatures) -> Self {
+        Slot {
+            t_ms,
+            energy_db: f.energy_db,
+            flatness: f.flatness,
+            tonality2: f.tonality2,
+            flux: f.flux,
+            silent: f.silent,
+            speech_hint: f.speech_hint,
+            dtmf: f.dtmf_digit.is_some(),
+            tone: f.tone,
+        }
+    }
 }
 
 /// Turns frames into class spans. One per stream; `Send`.
@@ -244,13 +270,7 @@ impl AudioClassifier {
     pub fn new() -> Self {
         AudioClassifier {
             prev_mag: vec![0.0; FFT_LEN / 2 + 1],
-            ring: vec![
-                Slot {
-                    t_ms: 0,
-                    f: FrameFeatures::default()
-                };
-                WINDOW_FRAMES
-            ],
+            ring: vec![Slot::default(); WINDOW_FRAMES],
             head: 0,
             len: 0,
             next_expected: None,
@@ -282,7 +302,7 @@ impl AudioClassifier {
         let f = self.features(frame, speech_hint);
         self.last_features = f;
         // Ring: when full, overwrite the oldest.
-        let slot = Slot { t_ms, f };
+        let slot = Slot::new(t_ms, &f);
         if self.len < WINDOW_FRAMES {
             let idx = (self.head + self.len) % WINDOW_FRAMES;
             self.ring[idx] = slot;
@@ -349,6 +369,14 @@ impl AudioClassifier {
 
     fn slot(&self, i: usize) -> &Slot {
         &self.ring[(self.head + i) % WINDOW_FRAMES]
+    }
+
+    /// The window's frames, oldest first (`slot(0)`, `slot(1)`, ...).
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        let first = (WINDOW_FRAMES - self.head).min(self.len);
+        self.ring[self.head..self.head + first]
+            .iter()
+            .chain(&self.ring[..self.len - first])
     }
 
     fn finish(&mut self, t_ms: u64) -> Option<ClassSpan> {
@@ -454,8 +482,7 @@ impl AudioClassifier {
         let mut fl_sum = 0.0f32;
         let mut ton_sum = 0.0f32;
         let mut flux_sum = 0.0f32;
-        for i in 0..self.len {
-            let f = &self.slot(i).f;
+        for f in self.slots() {
             let e = f.energy_db.max(-70.0);
             e_sum += e;
             e_max = e_max.max(e);
@@ -468,7 +495,7 @@ impl AudioClassifier {
                     hint += 1;
                 }
             }
-            if f.dtmf_digit.is_some() {
+            if f.dtmf {
                 st.dtmf += 1;
             }
             if f.tone {
@@ -483,8 +510,7 @@ impl AudioClassifier {
         let mut e_var = 0.0f32;
         let mut fl_var = 0.0f32;
         let mut dips = 0u32;
-        for i in 0..self.len {
-            let f = &self.slot(i).f;
+        for f in self.slots() {
             let e = f.energy_db.max(-70.0);
             e_var += (e - e_mean) * (e - e_mean);
             if e < e_max - 15.0 {
@@ -900,6 +926,29 @@ fn fast_ln(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_slots_run_oldest_first_and_stay_small() {
+        assert!(std::mem::size_of::<Slot>() <= 32);
+        let mut c = AudioClassifier::new();
+        let frame: Vec<f32> = (0..FRAME_SAMPLES)
+            .map(|i| (i as f32 * 0.3).sin() * 0.1)
+            .collect();
+        // Filling, full, wrapped many times over, and after a gap (which
+        // resets the ring).
+        for k in 0..(3 * WINDOW_FRAMES as u64 + 7) {
+            let t = if k < 2 * WINDOW_FRAMES as u64 {
+                k
+            } else {
+                k + 10
+            } * 20;
+            c.push(t, &frame, k % 2 == 0);
+            let by_index: Vec<u64> = (0..c.len).map(|i| c.slot(i).t_ms).collect();
+            let by_iter: Vec<u64> = c.slots().map(|s| s.t_ms).collect();
+            assert_eq!(by_iter, by_index, "after frame {k}");
+            assert!(by_iter.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
 
     #[test]
     fn fast_ln_matches_ln() {
