@@ -47,6 +47,18 @@ fn packets(pcm: &[i16]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A PCMU m-line as the engine receives it by default.
+fn pcmu_stream() -> StreamConfig {
+    StreamConfig {
+        codec: Codec::Pcmu,
+        payload_type: 0,
+        dtmf_payload_type: Some(101),
+        jitter_depth: Duration::from_millis(60),
+        vad: VadConfig::default(),
+        strict_source: false,
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let pcm = speech_8k();
     let pkts = packets(&pcm);
@@ -55,14 +67,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     g.bench_function("pipeline_pcmu_full", |b| {
-        let cfg = StreamConfig {
-            codec: Codec::Pcmu,
-            payload_type: 0,
-            dtmf_payload_type: Some(101),
-            jitter_depth: Duration::from_millis(60),
-            vad: VadConfig::default(),
-            strict_source: false,
-        };
+        let cfg = pcmu_stream();
         let t0 = Instant::now();
         let mut p = StreamPipeline::new(cfg, t0).unwrap();
         let mut audio = Vec::with_capacity(4096);
@@ -88,14 +93,7 @@ fn bench(c: &mut Criterion) {
 
     g.bench_function("pipeline_pcmu_2000_streams", |b| {
         const STREAMS: usize = 2000;
-        let cfg = StreamConfig {
-            codec: Codec::Pcmu,
-            payload_type: 0,
-            dtmf_payload_type: Some(101),
-            jitter_depth: Duration::from_millis(60),
-            vad: VadConfig::default(),
-            strict_source: false,
-        };
+        let cfg = pcmu_stream();
         let t0 = Instant::now();
         let mut ps: Vec<StreamPipeline> = (0..STREAMS)
             .map(|_| StreamPipeline::new(cfg.clone(), t0).unwrap())
