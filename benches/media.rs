@@ -7,13 +7,14 @@
 //! out of cache, so it shows what the state's size costs.
 //! Run: `cargo bench --bench media`.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use earshot::codec::g711::linear_to_ulaw;
 use earshot::codec::{decoder_for, Resampler, SPEECH_RATE};
 use earshot::media::{StreamConfig, StreamPipeline};
 use earshot::sdp::Codec;
 use earshot::vad::{SpeechDetector, VadConfig};
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn speech_8k() -> Vec<i16> {
@@ -59,6 +60,33 @@ fn pcmu_stream() -> StreamConfig {
     }
 }
 
+/// One 20 ms frame through a whole pipeline per iteration, `streams`
+/// pipelines taking turns (stream s plays the speech from its own offset;
+/// sequence numbers and timestamps keep moving across loops of the file).
+fn pipelines(b: &mut Bencher, pkts: &[Vec<u8>], src: SocketAddr, streams: usize) {
+    let t0 = Instant::now();
+    let mut ps: Vec<StreamPipeline> = (0..streams)
+        .map(|_| StreamPipeline::new(pcmu_stream(), t0).unwrap())
+        .collect();
+    let mut audio = Vec::with_capacity(4096);
+    let mut events = vec![];
+    let mut k = 0usize;
+    b.iter(|| {
+        let (s, n) = (k % streams, k / streams);
+        let mut pkt = pkts[(n + 37 * s) % pkts.len()].clone();
+        pkt[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+        pkt[4..8].copy_from_slice(&(160 * n as u32).to_be_bytes());
+        let now = t0 + Duration::from_millis(20 * n as u64);
+        let p = &mut ps[s];
+        p.push(now, src, &pkt);
+        audio.clear();
+        p.poll(now, &mut audio, &mut events);
+        events.clear();
+        k += 1;
+        black_box(audio.len())
+    })
+}
+
 fn bench(c: &mut Criterion) {
     let pcm = speech_8k();
     let pkts = packets(&pcm);
@@ -66,57 +94,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("media_per_20ms_frame");
     g.throughput(Throughput::Elements(1));
 
-    g.bench_function("pipeline_pcmu_full", |b| {
-        let cfg = pcmu_stream();
-        let t0 = Instant::now();
-        let mut p = StreamPipeline::new(cfg, t0).unwrap();
-        let mut audio = Vec::with_capacity(4096);
-        let mut events = vec![];
-        let mut k = 0usize;
-        b.iter(|| {
-            let pkt = &pkts[k % pkts.len()];
-            // Keep sequence/timestamps moving across loops of the file.
-            let mut pkt = pkt.clone();
-            let seq = (k as u16).to_be_bytes();
-            let ts = (160 * k as u32).to_be_bytes();
-            pkt[2..4].copy_from_slice(&seq);
-            pkt[4..8].copy_from_slice(&ts);
-            let now = t0 + Duration::from_millis(20 * k as u64);
-            p.push(now, src, &pkt);
-            audio.clear();
-            p.poll(now, &mut audio, &mut events);
-            events.clear();
-            k += 1;
-            black_box(audio.len())
-        })
-    });
-
+    g.bench_function("pipeline_pcmu_full", |b| pipelines(b, &pkts, src, 1));
     g.bench_function("pipeline_pcmu_2000_streams", |b| {
-        const STREAMS: usize = 2000;
-        let cfg = pcmu_stream();
-        let t0 = Instant::now();
-        let mut ps: Vec<StreamPipeline> = (0..STREAMS)
-            .map(|_| StreamPipeline::new(cfg.clone(), t0).unwrap())
-            .collect();
-        let mut audio = Vec::with_capacity(4096);
-        let mut events = vec![];
-        let mut k = 0usize;
-        b.iter(|| {
-            // Stream s at its frame n: every stream a different part of the
-            // speech.
-            let (s, n) = (k % STREAMS, k / STREAMS);
-            let mut pkt = pkts[(n + 37 * s) % pkts.len()].clone();
-            pkt[2..4].copy_from_slice(&(n as u16).to_be_bytes());
-            pkt[4..8].copy_from_slice(&(160 * n as u32).to_be_bytes());
-            let now = t0 + Duration::from_millis(20 * n as u64);
-            let p = &mut ps[s];
-            p.push(now, src, &pkt);
-            audio.clear();
-            p.poll(now, &mut audio, &mut events);
-            events.clear();
-            k += 1;
-            black_box(audio.len())
-        })
+        pipelines(b, &pkts, src, 2000)
     });
 
     g.bench_function("decode_resample_only", |b| {
