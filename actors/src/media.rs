@@ -44,7 +44,7 @@ const RTCP_PERIOD: Duration = Duration::from_millis(500);
 /// is padded with silence.
 const MAX_STEREO_SKEW: Duration = Duration::from_secs(1);
 /// Audio buffers larger than this (100 ms) are shrunk after a tick (see
-/// [`kept_samples`]).
+/// [`Cadence::kept_samples`]).
 const MAX_KEPT_SAMPLES: usize = 1_600;
 
 type Wav = hound::WavWriter<PageWriter>;
@@ -127,18 +127,35 @@ struct Stream {
     asr: Option<UtteranceTracker>,
 }
 
-/// Audio buffer capacity kept from one tick to the next: 100 ms of 16 kHz
-/// samples, or two and a half ticks if that is more (a buffer grown by one
-/// late tick is shrunk back).
-fn kept_samples(tick: Duration) -> usize {
-    let per_tick = SPEECH_RATE as usize * tick.as_millis() as usize / 1000;
-    MAX_KEPT_SAMPLES.max(per_tick * 5 / 2)
+/// What follows from the tick, worked out once per call.
+#[derive(Debug, Clone, Copy)]
+struct Cadence {
+    /// Ticks between RTCP drains ([`RTCP_PERIOD`]).
+    rtcp_ticks: u32,
+    /// Ticks between reports and WAV header flushes ([`REPORT_PERIOD`]).
+    report_ticks: u32,
+    /// Audio buffer capacity kept from one tick to the next: 100 ms of 16
+    /// kHz samples, or two and a half ticks if that is more (a buffer grown
+    /// by one late tick is shrunk back).
+    kept_samples: usize,
 }
 
-/// How many ticks make `period` (at least one).
-fn ticks_per(period: Duration, tick: Duration) -> u32 {
-    let n = period.as_millis() / tick.as_millis().max(1);
-    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+impl Cadence {
+    fn new(tick: Duration) -> Self {
+        let tick_ms = tick.as_millis().max(1);
+        // How many ticks make `period` (at least one: it is a modulus).
+        let ticks = |period: Duration| {
+            u32::try_from(period.as_millis() / tick_ms)
+                .unwrap_or(u32::MAX)
+                .max(1)
+        };
+        let per_tick = SPEECH_RATE as usize * tick.as_millis() as usize / 1000;
+        Cadence {
+            rtcp_ticks: ticks(RTCP_PERIOD),
+            report_ticks: ticks(REPORT_PERIOD),
+            kept_samples: MAX_KEPT_SAMPLES.max(per_tick * 5 / 2),
+        }
+    }
 }
 
 /// This tick's audio at `rate`: the 16 kHz audio, or every other sample of
@@ -167,6 +184,7 @@ pub struct MediaActor {
     left: Vec<f32>,
     right: Vec<f32>,
     ticks: u32,
+    cadence: Cadence,
     events: Vec<(usize, MediaEvent)>,
     finished: bool,
     /// Finals the recogniser's queue had no room for, oldest first: offered
@@ -266,6 +284,7 @@ impl MediaActor {
         let dir = call_dir(&cfg.recordings_dir, call_id);
         Self {
             call,
+            cadence: Cadence::new(cfg.tick),
             cfg,
             start,
             dir,
@@ -488,9 +507,7 @@ impl MediaActor {
 
     fn tick(&mut self, now: Instant) {
         // Everything the sockets queued since the last tick.
-        let rtcp = self
-            .ticks
-            .is_multiple_of(ticks_per(RTCP_PERIOD, self.cfg.tick));
+        let rtcp = self.ticks.is_multiple_of(self.cadence.rtcp_ticks);
         for s in self.streams.iter_mut() {
             let pipeline = &mut s.pipeline;
             match s
@@ -511,7 +528,7 @@ impl MediaActor {
         self.check_rtp_timeout(now);
         // A late tick (overload) produces a long chunk; don't keep its
         // capacity around for the rest of the call.
-        let kept = kept_samples(self.cfg.tick);
+        let kept = self.cadence.kept_samples;
         for s in self.streams.iter_mut() {
             if s.audio.capacity() > kept {
                 s.audio = Vec::new();
@@ -645,14 +662,13 @@ impl Actor for MediaActor {
                 }
             }
         }
-        let report_ticks = ticks_per(REPORT_PERIOD, self.cfg.tick);
-        ctx.run_interval(self.cfg.tick, move |act, _| {
+        ctx.run_interval(self.cfg.tick, |act, _| {
             if act.finished {
                 return;
             }
             act.tick(Instant::now());
             act.ticks += 1;
-            let stats = act.ticks.is_multiple_of(report_ticks);
+            let stats = act.ticks.is_multiple_of(act.cadence.report_ticks);
             if stats {
                 act.flush_files();
             }
@@ -760,18 +776,21 @@ mod tests {
 
     #[test]
     fn periods_in_ticks() {
-        let ms = Duration::from_millis;
-        assert_eq!(ticks_per(REPORT_PERIOD, ms(20)), 50);
-        assert_eq!(ticks_per(REPORT_PERIOD, ms(40)), 25);
-        assert_eq!(ticks_per(RTCP_PERIOD, ms(40)), 12);
-        assert_eq!(ticks_per(RTCP_PERIOD, ms(200)), 2);
+        let at = |tick_ms| Cadence::new(Duration::from_millis(tick_ms));
+        assert_eq!(at(20).report_ticks, 50);
+        assert_eq!(at(40).report_ticks, 25);
+        assert_eq!(at(40).rtcp_ticks, 12);
+        assert_eq!(at(200).rtcp_ticks, 2);
         // Never 0 (a modulus), even for a tick longer than the period.
-        assert_eq!(ticks_per(RTCP_PERIOD, ms(600)), 1);
-        assert_eq!(ticks_per(REPORT_PERIOD, Duration::ZERO), 1000);
-        // A normal tick's audio is never shrunk away.
-        assert_eq!(kept_samples(ms(40)), MAX_KEPT_SAMPLES);
-        assert_eq!(kept_samples(ms(200)), 8_000);
-        assert!(kept_samples(ms(200)) > 3_200);
+        assert_eq!(at(600).rtcp_ticks, 1);
+        assert_eq!(Cadence::new(Duration::ZERO).report_ticks, 1000);
+        assert_eq!(at(40).kept_samples, MAX_KEPT_SAMPLES);
+        assert_eq!(at(200).kept_samples, 8_000);
+        // A normal tick's audio (16 samples a ms) is never shrunk away, at
+        // any tick the configuration allows.
+        for tick_ms in 10..=200u64 {
+            assert!(at(tick_ms).kept_samples >= 2 * 16 * tick_ms as usize);
+        }
     }
 
     #[test]
