@@ -3,8 +3,8 @@
 //! whole `StreamPipeline`), on real speech from the Asterisk prompts when
 //! installed (a synthetic vowel-like signal otherwise).
 //! `pipeline_pcmu_2000_streams` is the same work taking turns over 2,000
-//! pipelines, as a media thread does: each frame finds its stream's state
-//! out of cache, so it shows what the state's size costs.
+//! pipelines, as a media thread does, so what a stream's state costs to
+//! bring back shows as the difference from `pipeline_pcmu_full`.
 //! Run: `cargo bench --bench media`.
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};

@@ -191,8 +191,8 @@ pub struct WindowStats {
 }
 
 /// What a decision reads of one frame of the window: 32 bytes instead of
-/// a whole `FrameFeatures` (56), as every stream keeps a window of them and
-/// every frame's decision reads all of it again.
+/// 56 (a whole `FrameFeatures` and its time), as every stream keeps a
+/// window of them and every frame's decision reads all of it again.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     t_ms: u64,

@@ -45,7 +45,6 @@ pub fn asr_model() -> PathBuf {
     p
 }
 
-/// The repository root (sipp runs there: scenarios name `tests/audio/...`).
 /// An environment variable's value (trimmed), or `default` when unset or
 /// unparsable: the knobs of the ignored long-running tests.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -55,6 +54,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// The repository root (sipp runs there: scenarios name `tests/audio/...`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
